@@ -1,0 +1,66 @@
+"""``compat plugins list|show``: exactly what is loaded."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Show installed plugins and what they provide.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Also list plugins excluded by COMPAT_LOAD_PLUGINS.")] = False,
+) -> None:
+    """Installed plugin distributions, their versions, entry points, hooks and what they provide."""
+    from compat_core.plugins import get_host
+
+    plugins = [p for p in get_host().plugins if show_all or p.loaded or p.error]
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for p in plugins], indent=2))
+        return
+    table = Table(title="compat plugins")
+    for column in ("distribution", "version", "entry point", "provides", "hooks"):
+        table.add_column(column, overflow="fold")
+    for p in plugins:
+        if p.error:
+            provides = f"[red]BROKEN: {p.error}[/]"
+        elif not p.loaded:
+            provides = "[dim]not loaded (COMPAT_LOAD_PLUGINS)[/]"
+        else:
+            provides = "\n".join(p.provides)
+        hooks = "\n".join(h.removeprefix("compat_") for h in p.hooks)
+        table.add_row(p.distribution, p.version, p.entry_point, provides, hooks)
+    Console().print(table)
+
+
+@app.command("show")
+def show(method: Annotated[str, typer.Argument(help="Method name, e.g. baseline.")]) -> None:
+    """A method's own options, from its config schema."""
+    from compat_core.plugins import get_host
+
+    entry = get_host().methods.lookup(method)
+    config_cls = entry.get("config")
+    console = Console()
+    console.print(f"[bold]{method}[/] ({entry.distribution}): {entry.summary}")
+    table = Table()
+    for column in ("option", "type", "default", "description"):
+        table.add_column(column, overflow="fold")
+    for name, field in config_cls.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default
+        table.add_row("--" + name.replace("_", "-"), _type_name(field.annotation), repr(default),
+                      field.description or "")
+    if not config_cls.model_fields:
+        console.print("no options beyond the common training options (see `compat train "
+                      f"{method} --help`).")
+    else:
+        console.print(table)
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

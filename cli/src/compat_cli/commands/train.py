@@ -1,0 +1,71 @@
+"""``compat train METHOD``: one subcommand per registered method, flags from its config schema."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Annotated
+
+import typer
+from compat_core.config import TrainConfig
+from compat_core.errors import CompatError
+from rich.console import Console
+
+from compat_cli.options import build_command, given, model_parameters, plain
+
+COMMON_PANEL = "Common training options"
+RUN_PANEL = "Run control"
+
+
+def build(host) -> typer.Typer:
+    app = typer.Typer(help="Train a model with a registered method (see `compat plugins list`).",
+                      no_args_is_help=True)
+    for entry in host.methods:
+        app.command(entry.name, help=entry.summary)(_method_command(entry))
+    return app
+
+
+def _method_command(entry):
+    config_cls = entry.get("config")
+    clash = set(config_cls.model_fields) & set(TrainConfig.model_fields)
+    if clash:
+        raise CompatError(f"method {entry.name!r} ({entry.distribution}) declares options that clash with the "
+                          f"common ones: {', '.join(sorted(clash))}. The plugin must rename them.")
+    params = model_parameters(TrainConfig, COMMON_PANEL) + model_parameters(config_cls, f"{entry.name} options")
+    params += _run_control_parameters()
+
+    def handler(**values):
+        from compat_core.config import resolve_config
+        from compat_core.engine import train
+
+        from compat_cli.progress import make_reporter
+
+        values = {k: plain(v) for k, v in values.items()}
+        flags = {**given(values, TrainConfig), **given(values, config_cls)}
+        common, own = resolve_config(entry.name, config_cls, config_file=values["config"],
+                                     set_options=values["set_options"], flags=flags)
+        result = train(entry.name, common, own, resume=bool(values["resume"]),
+                       overwrite=bool(values["overwrite"]), reporter=make_reporter())
+        if os.environ.get("RANK", "0") != "0":
+            return
+        last = result.history[-1] if result.history else None
+        summary = f" (final loss {last['loss']['total']:.4f})" if last else ""
+        Console(stderr=True).print(f"[green]done:[/] {result.run_dir}{summary}")
+
+    return build_command(params, handler, entry.summary)
+
+
+def _run_control_parameters() -> list[inspect.Parameter]:
+    def option(name, annotation):
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+    return [
+        option("config", Annotated[str | None, typer.Option(
+            "--config", help="YAML file of options (e.g. a run's config.yaml).", rich_help_panel=RUN_PANEL)]),
+        option("set_options", Annotated[list[str] | None, typer.Option(
+            "--set", help="Override an option: --set key=value (repeatable).", rich_help_panel=RUN_PANEL)]),
+        option("resume", Annotated[bool, typer.Option(
+            "--resume", help="Continue the run in --out from its last checkpoint.", rich_help_panel=RUN_PANEL)]),
+        option("overwrite", Annotated[bool, typer.Option(
+            "--overwrite", help="Replace the run already in --out.", rich_help_panel=RUN_PANEL)]),
+    ]

@@ -1,0 +1,62 @@
+"""Entry point of the ``compat`` command.
+
+Only typer, rich, pluggy and pydantic are imported here: torch and timm load inside the commands
+that need them, so ``compat --help`` and ``compat plugins list`` answer quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from compat_cli import __version__
+from compat_cli.errors import report
+
+
+def _version(value: bool) -> None:
+    if value:
+        import compat_core
+
+        typer.echo(f"compat {__version__} (compat-core {compat_core.__version__})")
+        raise typer.Exit()
+
+
+def root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Show the version and exit.")] = False) -> None:
+    """compat: replace a deployed embedding or classification model without breaking what worked."""
+
+
+def build_app() -> typer.Typer:
+    from compat_core.plugins import get_host
+
+    from compat_cli.commands import data, env, evaluate, features, plugins, train
+
+    host = get_host()
+    app = typer.Typer(name="compat", help="Compatible model updates: train, extract features, evaluate.",
+                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    app.callback()(root)
+    app.command("env")(env.env)
+    app.add_typer(plugins.app, name="plugins")
+    app.add_typer(data.app, name="data")
+    app.add_typer(train.build(host), name="train")
+    app.add_typer(features.app, name="features")
+    app.add_typer(evaluate.build(host), name="eval")
+    host.register_commands(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    from compat_core.errors import CompatError
+
+    try:
+        command = typer.main.get_command(build_app())
+        command.main(args=argv, prog_name="compat", standalone_mode=True)
+    except CompatError as exc:
+        report(str(exc))
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Configuration: the common training options, the base class of method options, and the merge
+of defaults < config file < ``--set`` < explicit flags.
+
+Pydantic gives typed validation with readable errors and a JSON schema from which the CLI builds
+typed flags, so every option is declared exactly once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from compat_core.errors import CompatError
+
+
+class Options(BaseModel):
+    """Base of every option model: unknown keys are errors, values are validated on assignment.
+
+    Values from YAML files and ``--set`` are forgiving where the meaning is unambiguous: a number
+    given to a text option is text (``classes: 5``), a single value given to a list option is a
+    one-element list (``--set old=runs/a``).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce_loose_values(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        coerced = dict(values)
+        for name, value in values.items():
+            field = cls.model_fields.get(name)
+            if field is None or value is None:
+                continue
+            kind = field_kind(field.annotation)
+            if kind == "text" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                coerced[name] = str(value)
+            elif kind == "list" and not isinstance(value, (list, tuple)):
+                coerced[name] = [value]
+        return coerced
+
+
+def field_kind(annotation: Any) -> str:
+    """"text", "list" or "other" for a field annotation (``X | None`` counts as ``X``)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if annotation is str:
+        return "text"
+    if typing.get_origin(annotation) in (list, tuple, set):
+        return "list"
+    return "other"
+
+
+class MethodConfig(Options):
+    """Base class of a method's own options. Subclass it and add fields with descriptions; each field
+    becomes a ``--flag`` of ``compat train METHOD``.
+
+    Example:
+        >>> class MyConfig(MethodConfig):
+        ...     weight: float = Field(1.0, description="Weight of my loss term.")
+        >>> MyConfig(weight=2).weight
+        2.0
+    """
+
+
+class TrainConfig(Options):
+    """Options shared by every method (``compat train METHOD --help`` lists them first)."""
+
+    data: str = Field(..., description="Dataset path (format detected) or built-in name (digits, fashion-mnist).")
+    split: str = Field("train", description="Split to train on.")
+    classes: str | None = Field(None, description="Classes to train on: 0-4, 0,2,7 or @split.json:old.")
+    out: str = Field(..., description="Run directory to write.")
+    old: list[str] = Field(default_factory=list, description="Old-model run directory (repeat for several).")
+    backbone: str = Field("resnet18", description="timm model name or a registered backbone.")
+    backbone_weights: str | None = Field(None, description="Local weights file for the backbone (.safetensors or .pth).")
+    embedding_dim: int | None = Field(128, ge=1, description="Projection to this dimension (0 or none: no projection).")
+    head: Literal["linear", "normface", "cosface", "arcface"] = Field("linear", description="Classifier head.")
+    head_scale: float | None = Field(None, gt=0, description="Scale s of normalized heads (default: normface 30, cosface/arcface 64).")
+    head_margin: float | None = Field(None, ge=0, description="Margin m (default: cosface 0.4, arcface 0.5).")
+    image_size: int = Field(32, ge=8, description="Images are resized to this square size.")
+    augment: Literal["none", "flip", "crop-flip"] = Field("crop-flip", description="Training augmentation.")
+    epochs: int = Field(10, ge=1, description="Training epochs.")
+    batch_size: int = Field(128, ge=1, description="Global batch size (split across processes under torchrun).")
+    lr: float = Field(0.1, gt=0, description="Peak learning rate.")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="Optimizer.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    weight_decay: float = Field(5e-4, ge=0, description="Weight decay (not applied to biases and norms).")
+    scheduler: Literal["cosine", "step", "poly", "constant"] = Field("cosine", description="Learning-rate schedule.")
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up epochs.")
+    step_epochs: list[int] = Field(default_factory=list, description="Epochs at which `step` multiplies the lr by step_gamma (default: every third of training).")
+    step_gamma: float = Field(0.1, gt=0, description="Decay factor of the step schedule.")
+    poly_power: float = Field(2.0, gt=0, description="Power of the poly schedule.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the classification loss.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value.")
+    seed: int = Field(0, description="Random seed (initialisation, data order, augmentation).")
+    device: str = Field("auto", description="cpu, cuda, cuda:1 or auto.")
+    workers: int = Field(0, ge=0, description="Data-loading worker processes (image files only).")
+    amp: bool = Field(False, description="Mixed precision (bfloat16 on CPU, float16 on CUDA).")
+
+    def common_keys(self) -> set[str]:
+        return set(type(self).model_fields)
+
+
+def parse_set_options(items: list[str] | None, text_keys: set[str] = frozenset()) -> dict[str, Any]:
+    """Parse repeated ``--set key=value``; values are YAML scalars (``lr=0.01`` is a float), except
+    for the keys in ``text_keys``, which keep the exact text (``tag=007`` stays ``"007"``).
+
+    Example:
+        >>> parse_set_options(["lr=0.01", "classes=0-4", "old=[a, b]"])
+        {'lr': 0.01, 'classes': '0-4', 'old': ['a', 'b']}
+    """
+    parsed: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise CompatError(f"--set {item!r} is not key=value. Write it like --set lr=0.01.")
+        if key in text_keys:
+            parsed[key] = None if value.strip() in ("", "null", "~") else value
+        else:
+            parsed[key] = _yaml_value(value, item) if value.strip() else None
+    return parsed
+
+
+def _yaml_value(value: str, item: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise CompatError(f"--set {item!r}: the value is not valid YAML. Quote it: --set 'key=\"text\"'.") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CompatError(f"--config {path}: no such file. Pass a YAML file of option: value lines.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise CompatError(f"--config {path} is not valid YAML ({exc}). Fix the file and retry.") from None
+    if not isinstance(data, dict):
+        raise CompatError(f"--config {path} must hold a mapping of option: value, not {type(data).__name__}.")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def resolve_config(method_name: str, method_config_cls: type[MethodConfig], *, config_file: str | None = None,
+                   set_options: list[str] | None = None, flags: dict[str, Any] | None = None
+                   ) -> tuple[TrainConfig, MethodConfig]:
+    """Merge defaults < config file < --set < explicit flags into validated configs.
+
+    ``flags`` holds only the options the user typed (``None`` values are ignored).
+    """
+    merged: dict[str, Any] = {}
+    if config_file:
+        merged.update(load_config_file(config_file))
+    text_keys = {name for model in (TrainConfig, method_config_cls)
+                 for name, field in model.model_fields.items() if field_kind(field.annotation) == "text"}
+    merged.update(parse_set_options(set_options, text_keys))
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    named = merged.pop("method", method_name)
+    if named != method_name:
+        raise CompatError(f"the config is for method {named!r} but you ran `compat train {method_name}`. "
+                          f"Run `compat train {named}` or remove `method:` from the config.")
+    common_fields = set(TrainConfig.model_fields)
+    method_fields = set(method_config_cls.model_fields)
+    unknown = set(merged) - common_fields - method_fields
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, sorted(common_fields | method_fields), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise CompatError(f"unknown option {key!r} for `compat train {method_name}`.{hint} "
+                          f"See `compat train {method_name} --help` for the options.")
+    common = {k: v for k, v in merged.items() if k in common_fields}
+    own = {k: v for k, v in merged.items() if k in method_fields}
+    return validate(TrainConfig, common), validate(method_config_cls, own)
+
+
+def validate(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    """Validate ``values`` into ``model``; turn pydantic's report into one CompatError paragraph."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "config"
+            problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+        raise CompatError("invalid options: " + "; ".join(problems) + ". Fix the flag, --set or config file value.") from None
+
+
+def dump_resolved(method_name: str, common: TrainConfig, own: MethodConfig) -> str:
+    """The fully resolved config as YAML; ``compat train METHOD --config`` reads it back."""
+    data = {"method": method_name, **common.model_dump(mode="json"), **own.model_dump(mode="json")}
+    return yaml.safe_dump(data, sort_keys=False)

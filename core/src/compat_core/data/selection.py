@@ -1,0 +1,175 @@
+"""Class and sample selections: ``--classes`` specs and split manifests (``compat data split``).
+
+A manifest is plain JSON, so the exact classes or samples an old model saw are on record::
+
+    {"format": "compat-split/1", "data": "digits", "by": "class", "seed": 0, "old_fraction": 0.5,
+     "old": {"classes": [2, 3, 4, 5, 7]}, "new": {"classes": [0, 1, 6, 8, 9]}}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compat_core.data.base import Dataset, SubsetDataset
+from compat_core.errors import CompatError
+
+MANIFEST_FORMAT = "compat-split/1"
+SPEC_FORMS = "`0-4`, `0,2,7`, `0-2,5` (numeric labels) or `@split.json:old` / `@split.json:new`"
+_TOKEN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_classes(spec: str | None, dataset: Dataset) -> Dataset | SubsetDataset:
+    """Select the classes (or manifest samples) named by ``spec``; None keeps ``dataset`` whole.
+
+    A class selection relabels the kept classes ``0..k-1`` in ascending order of their original
+    label; a sample manifest keeps labels and selects samples by base index.
+
+    Example:
+        >>> from compat_core.data import open_dataset
+        >>> part = parse_classes("0-2,5", open_dataset("digits", "test", 8))
+        >>> part.classes, sorted(set(part.labels.tolist()))
+        (['0', '1', '2', '5'], [0, 1, 2, 3])
+    """
+    if spec is None:
+        return dataset
+    spec = spec.strip()
+    if spec.startswith("@"):
+        return _from_manifest(spec, dataset)
+    return select_classes(dataset, _parse_labels(spec), spec)
+
+
+def select_classes(dataset: Dataset, labels: list[int], spec: str = "") -> SubsetDataset:
+    """The samples of ``labels``, relabelled ``0..k-1`` in ascending label order.
+
+    Example:
+        >>> from compat_core.data import open_dataset
+        >>> select_classes(open_dataset("digits", "test", 8), [7, 3]).classes
+        ['3', '7']
+    """
+    chosen = sorted(set(int(label) for label in labels))
+    bad = [label for label in chosen if not 0 <= label < dataset.num_classes]
+    if bad:
+        raise CompatError(
+            f"--classes {spec or chosen}: label(s) {', '.join(map(str, bad))} are outside the data "
+            f"({dataset.name} has labels 0-{dataset.num_classes - 1}). Use labels 0-{dataset.num_classes - 1}."
+        )
+    label_map = np.full(dataset.num_classes, -1, dtype=np.int64)
+    label_map[chosen] = np.arange(len(chosen))
+    positions = np.flatnonzero(label_map[dataset.labels] >= 0)
+    if positions.size == 0:
+        raise CompatError(f"--classes {spec or chosen}: no images of these classes in {dataset.name}. "
+                          f"Pick classes that this split contains.")
+    return dataset.subset(positions, [dataset.classes[label] for label in chosen], label_map)
+
+
+def make_split(dataset: Dataset, old_fraction: float, by: str = "class", seed: int = 0) -> dict[str, Any]:
+    """A seeded old/new split manifest of ``dataset``'s classes or samples.
+
+    By class, ``round(old_fraction * K)`` classes (at least 1, at most K-1) go to ``old``. By sample,
+    each class gives ``max(1, round(old_fraction * n_c))`` of its samples (base indices) to ``old``.
+    ``new`` is always the complement. The same seed gives the same manifest.
+
+    Example:
+        >>> from compat_core.data import open_dataset
+        >>> make_split(open_dataset("digits", "train", 8), 0.5, seed=0)["old"]
+        {'classes': [2, 3, 4, 5, 7]}
+    """
+    if not 0 < old_fraction < 1:
+        raise CompatError(f"--old-fraction {old_fraction}: must lie strictly between 0 and 1, e.g. 0.5.")
+    rng = np.random.default_rng(seed)
+    if by == "class":
+        old, new = _split_classes(dataset, old_fraction, rng)
+    elif by == "sample":
+        old, new = _split_samples(dataset, old_fraction, rng)
+    else:
+        raise CompatError(f"--by {by}: unknown; use --by class or --by sample.")
+    return {"format": MANIFEST_FORMAT, "data": dataset.name, "by": by, "seed": seed,
+            "old_fraction": old_fraction, "old": old, "new": new}
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """Read and check a split manifest written from :func:`make_split`.
+
+    Example:
+        >>> load_manifest("split.json")["by"]  # doctest: +SKIP
+        'class'
+    """
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CompatError(f"split manifest {path} does not exist. Create it with "
+                          f"`compat data split DATA --old-fraction 0.5 --out {path}`.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CompatError(f"split manifest {path} is not readable JSON ({exc}). Recreate it with "
+                          f"`compat data split`.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT or not all(
+            _is_part(manifest.get(key)) for key in ("old", "new")):
+        raise CompatError(f"{path} is not a {MANIFEST_FORMAT} split manifest (it needs old and new "
+                          f"parts with classes or indices). Recreate it with `compat data split`.")
+    return manifest
+
+
+def _parse_labels(spec: str) -> list[int]:
+    labels: list[int] = []
+    for token in spec.split(","):
+        match = _TOKEN.match(token)
+        if match is None or (match.group(2) and int(match.group(2)) < int(match.group(1))):
+            raise CompatError(f"--classes {spec!r} is malformed. Accepted forms: {SPEC_FORMS}.")
+        first = int(match.group(1))
+        labels.extend(range(first, int(match.group(2) or first) + 1))
+    return labels
+
+
+def _from_manifest(spec: str, dataset: Dataset) -> SubsetDataset:
+    path, _, key = spec[1:].rpartition(":")
+    if not path or key not in ("old", "new"):
+        raise CompatError(f"--classes {spec!r} is malformed: a manifest is named as "
+                          f"`@split.json:old` or `@split.json:new`. Accepted forms: {SPEC_FORMS}.")
+    part = load_manifest(path)[key]
+    if "classes" in part:
+        return select_classes(dataset, part["classes"], spec)
+    return _select_indices(dataset, np.asarray(part["indices"], dtype=np.int64), spec)
+
+
+def _select_indices(dataset: Dataset, indices: np.ndarray, spec: str) -> SubsetDataset:
+    mask = np.isin(dataset.base_indices, indices)
+    missing = len(np.setdiff1d(indices, dataset.base_indices[mask]))
+    if missing:
+        raise CompatError(
+            f"--classes {spec}: {missing} sample(s) of the manifest are not in {dataset.name} "
+            f"({len(dataset)} images); it was made for other data or another split. Make the split "
+            f"again from this data with `compat data split`."
+        )
+    return dataset.subset(np.flatnonzero(mask))
+
+
+def _split_classes(dataset: Dataset, fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
+    count = dataset.num_classes
+    if count < 2:
+        raise CompatError(f"{dataset.name} has {count} class; a class split needs at least 2. "
+                          f"Use --by sample instead.")
+    n_old = min(count - 1, max(1, round(fraction * count)))
+    old = sorted(int(c) for c in rng.choice(count, size=n_old, replace=False))
+    new = sorted(set(range(count)) - set(old))
+    return {"classes": old}, {"classes": new}
+
+
+def _split_samples(dataset: Dataset, fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
+    base, old = dataset.base_indices, []
+    for label in np.unique(dataset.labels):
+        members = base[dataset.labels == label]
+        n_old = max(1, round(fraction * len(members)))
+        old.extend(int(i) for i in rng.choice(members, size=n_old, replace=False))
+    old_set = set(old)
+    new = [int(i) for i in base if int(i) not in old_set]
+    return {"indices": sorted(old)}, {"indices": sorted(new)}
+
+
+def _is_part(part: Any) -> bool:
+    values = part.get("classes", part.get("indices")) if isinstance(part, dict) else None
+    return isinstance(values, list) and all(type(value) is int for value in values)

@@ -1,0 +1,238 @@
+"""The training loop shared by every method.
+
+The engine owns the optimizer, schedule, AMP, gradient clipping, seeding, checkpoint/resume,
+logging and DDP; a method only turns a batch into named loss terms.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compat_core.config import MethodConfig, TrainConfig, dump_resolved
+from compat_core.engine import checkpoint as ckpt
+from compat_core.engine.batches import Augmenter, BatchPlan, iterate
+from compat_core.engine.distributed import DistInfo, init_distributed, resolve_device, shutdown_distributed
+from compat_core.engine.reporting import Reporter
+from compat_core.engine.rundir import prepare_run_dir
+from compat_core.engine.schedule import lr_factor
+from compat_core.errors import CompatError
+from compat_core.io import append_line, write_text
+from compat_core.methods.base import Batch, Method, MethodContext
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+
+
+def train(method_name: str, config: TrainConfig, options: MethodConfig, *, resume: bool = False,
+          overwrite: bool = False, reporter: Reporter | None = None) -> TrainResult:
+    """Train ``method_name`` with validated configs and write the run directory.
+
+    Example:
+        >>> from compat_core.methods.baseline import BaselineConfig
+        >>> cfg = TrainConfig(data="digits", out="runs/old", backbone="test_resnet", epochs=1)
+        >>> train("baseline", cfg, BaselineConfig())  # doctest: +SKIP
+    """
+    reporter = reporter or Reporter()
+    device = resolve_device(config.device)
+    dist_info = init_distributed(device)
+    if not dist_info.is_main:  # one progress display, from rank 0
+        reporter.close()
+        reporter = Reporter(stream=open(os.devnull, "w"))
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device(f"cuda:{dist_info.local_rank}")
+    try:
+        return _Trainer(method_name, config, options, device, dist_info, reporter).run(resume, overwrite)
+    finally:
+        reporter.close()
+        shutdown_distributed(dist_info)
+
+
+class _Trainer:
+    def __init__(self, method_name, config, options, device, dist_info: DistInfo, reporter):
+        self.method_name, self.config, self.options = method_name, config, options
+        self.device, self.dist, self.reporter = device, dist_info, reporter
+        self.resolved_yaml = dump_resolved(method_name, config, options)
+
+    # -- set-up ------------------------------------------------------------------------------
+    def run(self, resume: bool, overwrite: bool) -> TrainResult:
+        cfg = self.config
+        if cfg.batch_size % self.dist.world_size:
+            raise CompatError(f"--batch-size {cfg.batch_size} is not divisible by the {self.dist.world_size} "
+                              f"processes. Use a multiple of {self.dist.world_size}.")
+        # Validate every input before touching --out: bad input must not cost an existing run.
+        data = self._load_data()
+        old_models = self._load_old_models()
+        if self.dist.is_main:
+            prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite)
+        self.dist.barrier()
+        self.run_dir, resuming = Path(cfg.out), resume
+        torch.manual_seed(cfg.seed)
+        ctx = MethodContext(config=cfg, data=data, old_models=old_models, device=self.device,
+                            method_name=self.method_name, world_size=self.dist.world_size, rank=self.dist.rank)
+        self.method = self._build_method(ctx)
+        self.plan = BatchPlan(len(data), cfg.batch_size, cfg.seed, self.dist.world_size, self.dist.rank)
+        self.optimizer = self._build_optimizer()
+        total = cfg.epochs * self.plan.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
+            step, total_steps=total, steps_per_epoch=self.plan.steps_per_epoch, config=cfg))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
+        start_epoch, history = self._restore() if resuming else (0, [])
+        if not resuming and self.dist.is_main:
+            write_text(self.run_dir / "config.yaml", self.resolved_yaml)
+        self.data, self.history = data, history
+        self.reporter.start(run_dir=str(self.run_dir), method=self.method_name, epochs=cfg.epochs,
+                            start_epoch=start_epoch, steps_per_epoch=self.plan.steps_per_epoch,
+                            num_images=len(data), device=str(self.device))
+        for epoch in range(start_epoch, cfg.epochs):
+            self._train_epoch(epoch)
+        if self.dist.is_main:
+            from compat_core.models.run import save_model
+
+            save_model(self.method.export(), self.run_dir)
+        self.dist.barrier()
+        return TrainResult(self.run_dir, self.history)
+
+    def _load_data(self):
+        from compat_core.data import open_dataset
+        from compat_core.data.selection import parse_classes
+
+        cfg = self.config
+        data = parse_classes(cfg.classes, open_dataset(cfg.data, split=cfg.split, image_size=cfg.image_size))
+        if len(data) < self.dist.world_size:
+            raise CompatError(f"the training data has {len(data)} images, fewer than the processes. Check --classes.")
+        return data
+
+    def _load_old_models(self) -> list:
+        from compat_core.models.old import load_old_model
+
+        return [load_old_model(source, self.device) for source in self.config.old]
+
+    def _build_method(self, ctx: MethodContext) -> Method:
+        from compat_core.plugins import get_host
+
+        factory = get_host().methods.lookup(self.method_name).get("factory")
+        method = factory(self.options, ctx).to(self.device)
+        self.module = method
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.module = DistributedDataParallel(method, device_ids=ids,
+                                                  find_unused_parameters=method.find_unused_parameters)
+        return method
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        groups = self.method.param_groups(cfg.lr, cfg.weight_decay)
+        if not any(g["params"] for g in groups):
+            raise CompatError(f"method {self.method_name} has nothing to train (no parameter requires grad).")
+        for group in groups:
+            group.setdefault("initial_lr", group["lr"])
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _restore(self) -> tuple[int, list[dict[str, Any]]]:
+        state = ckpt.load_checkpoint(self.run_dir, self.device)
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        epoch = int(state["epoch"])
+        history = _read_history(self.run_dir / "history.jsonl")[:epoch]
+        if self.dist.is_main:  # drop lines of an epoch that was running when the run was killed
+            write_text(self.run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        return epoch, history
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> None:
+        cfg, plan = self.config, self.plan
+        self.method.train()
+        self.method.on_epoch_start(epoch)
+        batches = plan.global_batches(epoch)
+        augment = Augmenter(cfg.augment, cfg.image_size, cfg.seed)
+        draws = augment.draws(epoch, len(batches), plan.batch_size)
+        local = [b[plan.local(b)].numpy() for b in batches]
+        sums: dict[str, torch.Tensor] = {}
+        start, seen = time.perf_counter(), 0
+        for step, (images, labels, indices) in enumerate(iterate(self.data, local, cfg.workers)):
+            shifts, flips = draws[step]
+            part = plan.local(batches[step])
+            images = augment(images.to(self.device, non_blocking=True), shifts[part], flips[part])
+            batch = Batch(images, labels.to(self.device), indices.to(self.device))
+            terms = {name: value.detach() for name, value in self._step(batch).items()}
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.float()
+            seen += len(batch) * self.dist.world_size
+            values = {k: float(v) for k, v in terms.items()}
+            if not self._all_finite(values["total"]):
+                self._fail_nan(epoch, step)
+            self.reporter.step(epoch, step, len(batches), values, seen / max(time.perf_counter() - start, 1e-9))
+        seconds = time.perf_counter() - start
+        if self.dist.enabled:  # log the loss of the global batch, as one process would, not this rank's share
+            sums = self.dist.all_mean(sums)
+        self.method.on_epoch_end(epoch)
+        record = {"epoch": epoch + 1, "epochs": cfg.epochs, "lr": self.optimizer.param_groups[0]["lr"],
+                  "loss": {k: float(v) / len(batches) for k, v in sums.items()},
+                  "images_per_sec": seen / seconds, "seconds": seconds}
+        self.history.append(record)
+        if self.dist.is_main:
+            self._save_checkpoint(epoch + 1)
+            append_line(self.run_dir / "history.jsonl", json.dumps(record))
+        self.dist.barrier()
+        self.reporter.epoch_end(record)
+
+    def _step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=cfg.amp):
+            terms = self.module(batch)
+        if "total" not in terms:
+            raise RuntimeError(f"method {self.method_name} returned no 'total' loss term")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms["total"]).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return terms
+
+    def _all_finite(self, loss: float) -> bool:
+        """Whether every process's loss is finite, so all processes stop together on NaN."""
+        finite = math.isfinite(loss)
+        if self.dist.enabled:
+            flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
+            torch.distributed.all_reduce(flag)
+            finite = flag.item() == 0.0
+        return finite
+
+    def _save_checkpoint(self, epochs_done: int) -> None:
+        ckpt.save_checkpoint(self.run_dir, {
+            "epoch": epochs_done, "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": ckpt.rng_state()})
+
+    def _fail_nan(self, epoch: int, step: int) -> None:
+        kept = (f"the last good checkpoint (after epoch {epoch}) is kept in {self.run_dir / 'checkpoint'}"
+                if epoch else "no checkpoint was written yet")
+        raise CompatError(f"the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; {kept}. "
+                          f"Lower --lr, add --grad-clip 5, or check the data, then retry.")
+
+
+def _read_history(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,39 @@
+"""Progress reporting. The engine talks to a :class:`Reporter`; the CLI passes a rich one on a
+terminal, and everything else gets plain log lines."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Reporter:
+    """Plain-text progress: one line per epoch (and every ``every`` steps), to stderr."""
+
+    def __init__(self, every: int = 0, stream=None):
+        self.every, self.stream = every, stream or sys.stderr
+
+    def start(self, *, run_dir: str, method: str, epochs: int, start_epoch: int, steps_per_epoch: int,
+              num_images: int, device: str) -> None:
+        resumed = f", resuming after epoch {start_epoch}" if start_epoch else ""
+        self._print(f"compat: training {method} -> {run_dir}: {num_images} images, {epochs} epochs x "
+                    f"{steps_per_epoch} steps on {device}{resumed}")
+
+    def step(self, epoch: int, step: int, steps: int, terms: dict[str, float], images_per_sec: float) -> None:
+        if self.every and (step + 1) % self.every == 0:
+            self._print(f"  epoch {epoch + 1} step {step + 1}/{steps} " + _fmt(terms)
+                        + f" {images_per_sec:.0f} img/s")
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        self._print(f"  epoch {record['epoch']}/{record['epochs']} " + _fmt(record["loss"])
+                    + f" lr {record['lr']:.4g} {record['images_per_sec']:.0f} img/s {record['seconds']:.1f}s")
+
+    def close(self) -> None:
+        pass
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+
+def _fmt(terms: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in terms.items())

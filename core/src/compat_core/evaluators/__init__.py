@@ -1,0 +1,1 @@
+"""Core's built-in evaluators (registered through ``compat_register_evaluators``)."""

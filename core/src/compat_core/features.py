@@ -1,0 +1,156 @@
+"""Feature files: embeddings of a model on a dataset, saved as ``.npz`` and accepted by every evaluator.
+
+Arrays: ``features`` (N, D) float32, ``labels`` (N,) int64, ``index`` (N,) int64, and the strings
+``model``, ``data``, ``split`` (which tell evaluators whether two files cover the same images).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compat_core.errors import CompatError
+from compat_core.io import write_atomic
+
+
+@dataclass
+class FeatureSet:
+    features: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+    model: str = ""
+    data: str = ""
+    split: str = ""
+    classes: list[str] = field(default_factory=list)
+    logits: np.ndarray | None = None
+    dim_policy: str = ""  # how the model meets an old model of another dimension: truncate | zero-pad
+
+    def same_images_as(self, other: FeatureSet) -> bool:
+        """True when both sets embed the same images in the same order (leave-one-out applies)."""
+        return (bool(self.data) and self.data == other.data and self.split == other.split
+                and len(self.index) == len(other.index) and np.array_equal(self.index, other.index))
+
+
+def extract(model, dataset, *, batch_size: int = 256, device: str = "cpu", with_logits: bool = False,
+            model_ref: str = "", data_ref: str = "", split: str = "") -> FeatureSet:
+    """Embed every image of ``dataset`` (eval mode, no augmentation).
+
+    Example:
+        >>> feats = extract(load_model("runs/old"), open_dataset("digits", "test"))  # doctest: +SKIP
+        >>> feats.features.shape  # doctest: +SKIP
+        (450, 128)
+    """
+    import torch
+
+    from compat_core.engine.batches import iterate
+
+    model = model.to(device).eval()
+    positions = np.arange(len(dataset))
+    batches = [positions[i:i + batch_size] for i in range(0, len(dataset), batch_size)]
+    feats, logits = [], []
+    with torch.inference_mode():
+        for images, _, _ in iterate(dataset, batches):
+            out = model(images.to(device))
+            feats.append(out.embedding.float().cpu())
+            if with_logits and out.logits is not None:
+                logits.append(out.logits.float().cpu())
+    return FeatureSet(
+        features=torch.cat(feats).numpy() if feats else np.zeros((0, model.embedding_dim), np.float32),
+        labels=np.asarray(dataset.labels, dtype=np.int64), index=np.asarray(dataset.base_indices, dtype=np.int64),
+        model=model_ref, data=data_ref, split=split, classes=list(dataset.classes),
+        logits=torch.cat(logits).numpy() if logits else None,
+        dim_policy=str(model.spec.extra.get("dim_policy", "")))
+
+
+def save(path: str | Path, feats: FeatureSet) -> Path:
+    arrays = {"features": feats.features.astype(np.float32), "labels": feats.labels, "index": feats.index,
+              "model": np.array(feats.model), "data": np.array(feats.data), "split": np.array(feats.split),
+              "classes": np.array(feats.classes, dtype=str), "dim_policy": np.array(feats.dim_policy)}
+    if feats.logits is not None:
+        arrays["logits"] = feats.logits.astype(np.float32)
+
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a file handle stops numpy from appending another .npz
+            np.savez(handle, **arrays)
+
+    return write_atomic(path, writer)
+
+
+def load(path: str | Path) -> FeatureSet:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise CompatError(f"{path} is not a readable .npz feature file ({exc}). Create one with "
+                          f"`compat features extract`.") from None
+    if "features" not in arrays or "labels" not in arrays:
+        raise CompatError(f"{path} lacks the arrays 'features' and 'labels' (has: {', '.join(arrays) or 'none'}). "
+                          f"A feature file needs features (N x D) and labels (N).")
+    features, labels = arrays["features"].astype(np.float32), arrays["labels"].astype(np.int64)
+    if features.ndim != 2 or len(features) != len(labels):
+        raise CompatError(f"{path}: features {features.shape} and labels {labels.shape} do not match "
+                          f"(need N x D and N).")
+    text = {k: str(arrays[k]) if k in arrays else "" for k in ("model", "data", "split", "dim_policy")}
+    return FeatureSet(features, labels, arrays.get("index", np.arange(len(labels))).astype(np.int64),
+                      classes=[str(c) for c in arrays.get("classes", [])], logits=arrays.get("logits"), **text)
+
+
+def features_of(source: str, *, data: str | None, split: str, batch_size: int = 256, device: str = "cpu",
+                with_logits: bool = False) -> FeatureSet:
+    """Features from a ``.npz`` file, or by running a run directory's model on ``data``."""
+    from compat_core.models.run import is_run_dir
+
+    if source.endswith(".npz"):
+        if not Path(source).is_file():
+            raise CompatError(f"{source}: no such feature file. Create it with `compat features extract`.")
+        return load(source)
+    if not is_run_dir(source):
+        raise CompatError(f"{source} is neither a .npz feature file nor a compat run directory. Pass one of them.")
+    if not data:
+        raise CompatError(f"{source} is a model: pass --data so its features can be extracted, or pass a "
+                          f".npz feature file instead.")
+    from compat_core.data import open_dataset
+    from compat_core.models.run import load_model
+
+    model = load_model(source, device)
+    dataset = open_dataset(data, split=split, image_size=model.spec.input["size"])
+    return extract(model, dataset, batch_size=batch_size, device=device, with_logits=with_logits,
+                   model_ref=str(source), data_ref=data, split=split)
+
+
+DIM_POLICIES = ("truncate", "zero-pad")
+
+
+def align_dims(query: FeatureSet, gallery: FeatureSet, policy: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Query and gallery features in one dimension.
+
+    Equal dimensions pass through. Otherwise ``truncate`` keeps the first ``min(d_q, d_g)`` dimensions
+    of both (BT^2's evaluation, OpenBCT's deployed slice) and ``zero-pad`` pads the shorter with zeros;
+    ``auto`` uses the policy a BCT-family model recorded in its ``model.json`` (``extra.dim_policy``).
+
+    Example:
+        >>> q = FeatureSet(np.ones((1, 3), np.float32), np.zeros(1, np.int64), np.zeros(1, np.int64))
+        >>> g = FeatureSet(np.ones((1, 2), np.float32), np.zeros(1, np.int64), np.zeros(1, np.int64))
+        >>> [a.shape for a in align_dims(q, g, "truncate")]
+        [(1, 2), (1, 2)]
+    """
+    qf, gf = query.features, gallery.features
+    if qf.shape[1] == gf.shape[1]:
+        return qf, gf
+    if policy == "auto":
+        policy = query.dim_policy or gallery.dim_policy
+    if policy not in DIM_POLICIES:
+        raise CompatError(f"query features are {qf.shape[1]}-d but gallery features are {gf.shape[1]}-d, and "
+                          f"neither model records how to align them. Pass --align truncate (compare the first "
+                          f"{min(qf.shape[1], gf.shape[1])} dimensions) or --align zero-pad.")
+    dim = min(qf.shape[1], gf.shape[1]) if policy == "truncate" else max(qf.shape[1], gf.shape[1])
+    return _fit(qf, dim), _fit(gf, dim)
+
+
+def _fit(features: np.ndarray, dim: int) -> np.ndarray:
+    if features.shape[1] >= dim:
+        return features[:, :dim]
+    return np.pad(features, ((0, 0), (0, dim - features.shape[1])))

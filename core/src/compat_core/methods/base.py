@@ -1,0 +1,130 @@
+"""The Method interface: what a compatible-update method implements, and nothing else.
+
+A method is an ``nn.Module`` whose ``forward(batch)`` returns a dict of named loss terms with a
+``total``. Everything it trains (the new model, extra heads, a discriminator, a transformation) is a
+sub-module, so the engine's optimizer, checkpoint, AMP and DDP wrapping cover it without the method
+doing anything. Frozen models (old models, teachers, side-information models) are held as
+:class:`~compat_core.models.OldModel`, which is not a module, so they never reach the optimizer or
+the checkpoint. State that must survive ``--resume`` (a feature queue, refined prototypes) is a
+registered buffer. See ``core/METHODS.md`` for how each seed method maps onto this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from compat_core.config import MethodConfig, TrainConfig
+
+
+@dataclass
+class Batch:
+    """One training batch on the device: uint8 images, targets (indices into the model's class list)
+    and the samples' dataset indices (for cached features)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    indices: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclass
+class MethodContext:
+    """What the engine hands a method when it is built."""
+
+    config: TrainConfig
+    data: Any  # compat_core.data.Dataset: the training data (after --classes)
+    old_models: list = field(default_factory=list)  # list[OldModel], frozen, on the device
+    device: torch.device = torch.device("cpu")
+    method_name: str = "baseline"
+    world_size: int = 1
+    rank: int = 0
+
+    @property
+    def old_model(self):
+        """The single old model; a clear error when there is none or several."""
+        from compat_core.errors import CompatError
+
+        if len(self.old_models) != 1:
+            raise CompatError(f"`compat train {self.method_name}` needs exactly one --old run "
+                              f"(got {len(self.old_models)}). Pass --old RUN_DIR.")
+        return self.old_models[0]
+
+    def build_model(self, **overrides: Any):
+        """The new :class:`EmbeddingModel` from the common flags (seeded, on the device)."""
+        from compat_core.models.embedding import EmbeddingModel, ModelSpec
+
+        cfg = self.config
+        spec = ModelSpec.from_options(
+            backbone=cfg.backbone, embedding_dim=cfg.embedding_dim, classes=self.data.classes, head=cfg.head,
+            head_scale=cfg.head_scale, head_margin=cfg.head_margin, image_size=cfg.image_size,
+            method=self.method_name, old_model=[m.source for m in self.old_models] or None,
+            trained_on={"data": cfg.data, "split": cfg.split, "classes": cfg.classes,
+                        "num_images": len(self.data)})
+        for key, value in overrides.items():
+            setattr(spec, key, value)
+        return EmbeddingModel(spec, backbone_weights=cfg.backbone_weights).to(self.device)
+
+
+class Method(nn.Module):
+    """Base class of training methods.
+
+    Subclasses set ``config_class`` and implement :meth:`forward`. Optional: :meth:`on_epoch_start`,
+    :meth:`on_epoch_end`, :meth:`param_groups`, :meth:`export`.
+
+    Example:
+        >>> class MyMethod(Method):
+        ...     def __init__(self, config, ctx):
+        ...         super().__init__(config, ctx)
+        ...         self.model = ctx.build_model()
+        ...     def forward(self, batch):
+        ...         out = self.model(batch.images, batch.targets)
+        ...         ce = torch.nn.functional.cross_entropy(out.logits, batch.targets)
+        ...         return {"total": ce, "ce": ce}
+    """
+
+    config_class: type[MethodConfig] = MethodConfig
+    model: nn.Module
+    #: Set True when some trainable parameters get no gradient in some steps (DDP must then search
+    #: the graph for them every step, which costs time).
+    find_unused_parameters: bool = False
+
+    def __init__(self, config: MethodConfig, ctx: MethodContext):
+        super().__init__()
+        self.config = config
+        self.ctx = ctx
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each epoch (0-based) on every process, also after a resume."""
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after each epoch, before the checkpoint is written."""
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups; override to give a module its own lr (e.g. a discriminator)."""
+        return default_param_groups(self, lr, weight_decay)
+
+    def export(self) -> nn.Module:
+        """The deployable model written to the run directory (the new embedding model by default)."""
+        return self.model
+
+
+def default_param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weights only: biases, norm parameters and scalars are not decayed."""
+    decay, no_decay = [], []
+    for param in module.parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lr": lr})
+    return groups

@@ -1,0 +1,58 @@
+"""Core's built-in plugin: registered through the same hooks, and the same entry-point group, as
+any third-party plugin. Keep this module light: no torch or timm at import time."""
+
+from __future__ import annotations
+
+from compat_core.hookspecs import hookimpl
+
+
+@hookimpl
+def compat_register_methods(register):
+    register(
+        "baseline",
+        config="compat_core.methods.configs:BaselineConfig",
+        factory="compat_core.methods.baseline:Baseline",
+        summary="Plain training with the chosen head; trains old models and independent new models.",
+    )
+
+
+@hookimpl
+def compat_register_losses(register):
+    register("cross_entropy", factory="compat_core.losses:cross_entropy_terms",
+             summary="Softmax cross-entropy with optional label smoothing.")
+
+
+@hookimpl
+def compat_register_backbones(register):
+    register("timm", factory="compat_core.models.backbone:create_timm_backbone",
+             summary="Any timm model name, created with pretrained=False (never downloads).")
+
+
+@hookimpl
+def compat_register_datasets(register):
+    formats = "compat_core.data.formats"
+    register("imagefolder", factory=f"{formats}.imagefolder:open_imagefolder",
+             detect="compat_core.data.detect:is_imagefolder",
+             summary="Folder with train/ and val/ or test/, one sub-folder per class.")
+    register("imagelist", factory=f"{formats}.imagelist:open_imagelist",
+             detect="compat_core.data.detect:is_imagelist",
+             summary="Text files of `path label` lines (train.txt, test.txt / val.txt).")
+    register("cifar", factory=f"{formats}.cifar:open_cifar", detect="compat_core.data.detect:is_cifar",
+             summary="CIFAR-10/100 python pickles (cifar-10-batches-py, cifar-100-python).")
+    register("idx", factory=f"{formats}.idx:open_idx", detect="compat_core.data.detect:is_idx",
+             summary="MNIST-style IDX files, gzipped or not (MNIST, Fashion-MNIST, KMNIST...).")
+    register("digits", factory=f"{formats}.named:open_digits",
+             summary="scikit-learn's bundled 8x8 digits (1,797 images), deterministic train/test split.")
+    register("fashion-mnist", factory=f"{formats}.named:open_fashion_mnist",
+             summary="Fashion-MNIST from /usr/share/datasets/fashion-mnist (Debian dataset-fashion-mnist).")
+
+
+@hookimpl
+def compat_register_evaluators(register):
+    register("retrieval", config="compat_core.evaluators.retrieval:RetrievalOptions",
+             run="compat_core.evaluators.retrieval:run_retrieval",
+             summary="Cross-model retrieval: CMC top-1/top-5 and mAP of a query model against a gallery model.")
+    register("matrix", config="compat_core.evaluators.matrix:MatrixOptions",
+             run="compat_core.evaluators.matrix:run_matrix",
+             render="compat_core.evaluators.matrix:render_matrix",
+             summary="Every query/gallery pair of several model generations, with the BCT criterion.")

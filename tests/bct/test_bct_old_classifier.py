@@ -1,0 +1,222 @@
+"""The synthesized old classifier, the label map, dimension policies and cached old features."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from compat_bct.config import BCTConfig
+from compat_bct.old_classifier import assemble_rows, build_old_classifier, class_means, read_label_map
+from compat_bct.old_embeddings import OldEmbeddings, align_dim, check_dims
+from compat_core.data.base import ArrayDataset
+from compat_core.errors import CompatError
+from compat_core.features import FeatureSet, save
+from compat_core.models.embedding import EmbeddingModel, ModelSpec
+from compat_core.models.heads import head_settings
+from compat_core.models.old import OldModel
+from torch import nn
+
+
+class FlatBackbone(nn.Module):
+    num_features = 6
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 4 * 4, 6)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def make_old(classes, head="linear", dim=3):
+    torch.manual_seed(0)
+    spec = ModelSpec(backbone="flat", embedding_dim=dim, num_classes=len(classes), classes=list(classes),
+                     head=head_settings(head, None, None), input={"size": 4, "channels": 3,
+                                                                  "mean": [0.5] * 3, "std": [0.5] * 3})
+    return OldModel(EmbeddingModel(spec, backbone=FlatBackbone()), "old-run")
+
+
+def make_data(classes=("0", "1", "2"), per_class=4):
+    gen = torch.Generator().manual_seed(3)
+    n = per_class * len(classes)
+    images = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8, generator=gen)
+    labels = np.repeat(np.arange(len(classes)), per_class)
+    return ArrayDataset(images, labels, list(classes), 4)
+
+
+def make_ctx(old, data):
+    return SimpleNamespace(old_model=old, data=data)
+
+
+# -- pure pieces ------------------------------------------------------------------------------------
+def test_class_means_average_normalised_features():
+    feats = torch.tensor([[3.0, 4.0], [0.0, 2.0], [5.0, 0.0]])
+    means, counts = class_means(feats, torch.tensor([0, 0, 1]), 3)
+    assert means.tolist()[0] == pytest.approx([0.3, 0.9])
+    assert means.tolist()[1] == pytest.approx([1.0, 0.0])
+    assert means.tolist()[2] == [0.0, 0.0]  # no sample: zero row, never NaN
+    assert counts.tolist() == [2, 1, 0]
+
+
+def test_assemble_keeps_real_rows_and_appends_new_only():
+    old_w = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    old_b = torch.tensor([0.5, -0.5])
+    means = torch.tensor([[9.0, 9.0], [3.0, 4.0], [0.0, 2.0]])
+    w, b, t, s = assemble_rows(new_classes=["a", "x", "y"], old_classes=["b", "a"], old_weight=old_w,
+                               old_bias=old_b, means=means)
+    assert w.tolist() == [[1.0, 0.0], [0.0, 1.0], [3.0, 4.0], [0.0, 2.0]]
+    assert b.tolist() == [0.5, -0.5, 0.0, 0.0]
+    assert t.tolist() == [1, 2, 3]  # "a" uses the old row 1; x and y their synthesized rows
+    assert s.tolist() == [False, False, True, True]
+
+
+def test_assemble_normalise_and_scale_synthesized_rows():
+    old_w = torch.tensor([[2.0, 0.0], [0.0, 4.0]])  # mean norm 3
+    means = torch.tensor([[3.0, 4.0]])
+    w, *_ = assemble_rows(new_classes=["n"], old_classes=["a", "b"], old_weight=old_w, old_bias=None,
+                          means=means, normalize=True)
+    assert w[2].tolist() == pytest.approx([0.6, 0.8])
+    w, *_ = assemble_rows(new_classes=["n"], old_classes=["a", "b"], old_weight=old_w, old_bias=None,
+                          means=means, scale_to_real=True)
+    assert w[2].tolist() == pytest.approx([1.8, 2.4])
+    assert w[:2].tolist() == old_w.tolist()
+
+
+def test_assemble_with_label_map_and_synthesize_all():
+    old_w = torch.eye(2)
+    means = torch.tensor([[1.0, 1.0], [2.0, 2.0]])
+    _, _, t, s = assemble_rows(new_classes=["p", "q"], old_classes=["a", "b"], old_weight=old_w, old_bias=None,
+                               means=means, label_map={"q": "a"})
+    assert t.tolist() == [2, 0] and s.tolist() == [False, False, True]
+    w, b, t, s = assemble_rows(new_classes=["a", "b"], old_classes=["a", "b"], old_weight=old_w, old_bias=None,
+                               means=means, synthesize="all")
+    assert w.tolist() == means.tolist() and t.tolist() == [0, 1] and s.all() and b.tolist() == [0.0, 0.0]
+
+
+def test_label_map_rejects_unknown_classes(tmp_path):
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"3": "zebra"}))
+    with pytest.raises(CompatError, match="old class 'zebra'"):
+        read_label_map(str(path), ["3", "4"], ["0", "1"])
+    path.write_text(json.dumps({"9": "0"}))
+    with pytest.raises(CompatError, match="new class '9'"):
+        read_label_map(str(path), ["3", "4"], ["0", "1"])
+    path.write_text("[1, 2]")
+    with pytest.raises(CompatError, match="JSON object"):
+        read_label_map(str(path), ["3"], ["0"])
+    with pytest.raises(CompatError, match="no such file"):
+        read_label_map(str(tmp_path / "missing.json"), ["3"], ["0"])
+    path.write_text(json.dumps({"3": "1"}))
+    assert read_label_map(str(path), ["3", "4"], ["0", "1"]) == {"3": "1"}
+
+
+# -- building from an old model ---------------------------------------------------------------------
+def test_build_synthesizes_new_classes_from_old_embeddings():
+    old = make_old(["0", "1"])
+    data = make_data(("0", "1", "2"))
+    clf = build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))
+    head = old.classifier.fc
+    assert clf.weight.shape == (3, 3) and clf.kind == "linear"
+    assert torch.equal(clf.weight[:2], head.weight) and torch.equal(clf.bias[:2], head.bias)
+    expected = F.normalize(old.embed(data.load_images(list(range(8, 12)))), dim=1).mean(0)
+    assert torch.allclose(clf.weight[2], expected, atol=1e-6)
+    assert clf.bias[2].item() == 0.0 and clf.target_rows.tolist() == [0, 1, 2]
+    f = torch.randn(2, 3)
+    assert torch.allclose(clf(f), f @ clf.weight.T + clf.bias, atol=1e-6)
+
+
+def test_build_follows_cosine_old_head_or_normalized_option():
+    old = make_old(["0", "1", "2"], head="cosface")
+    data = make_data()
+    clf = build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))
+    assert clf.kind == "cosine" and clf.scale == 64.0
+    f = torch.randn(2, 3)
+    expected = 64.0 * F.normalize(f, dim=1) @ F.normalize(old.classifier.weight, dim=1).T
+    assert torch.allclose(clf(f), expected, atol=1e-4)
+    linear_old = make_old(["0", "1", "2"])
+    clf = build_old_classifier(BCTConfig(normalized_classifier=True, influence_scale=10.0),
+                               make_ctx(linear_old, data), OldEmbeddings(linear_old))
+    assert clf.kind == "cosine" and clf.scale == 10.0
+
+
+def test_build_without_old_head_needs_synthesize_all():
+    old = make_old([])
+    assert old.classifier is None
+    data = make_data()
+    with pytest.raises(CompatError, match="--synthesize all"):
+        build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))
+    clf = build_old_classifier(BCTConfig(synthesize="all"), make_ctx(old, data), OldEmbeddings(old))
+    assert clf.weight.shape == (3, 3) and clf.synthesized.all()
+
+
+def test_build_with_label_map(tmp_path):
+    old = make_old(["cat", "dog"])
+    data = make_data(("0", "1", "2"))
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"1": "dog"}))
+    clf = build_old_classifier(BCTConfig(label_map=str(path)), make_ctx(old, data), OldEmbeddings(old))
+    assert clf.target_rows.tolist() == [2, 1, 3]
+    path.write_text(json.dumps({"1": "horse"}))
+    with pytest.raises(CompatError, match="horse"):
+        build_old_classifier(BCTConfig(label_map=str(path)), make_ctx(old, data), OldEmbeddings(old))
+
+
+# -- dimensions -------------------------------------------------------------------------------------
+def test_align_dim_policies():
+    f = torch.tensor([[1.0, 2.0, 3.0]])
+    assert align_dim(f, 2, "truncate").tolist() == [[1.0, 2.0]]
+    assert align_dim(f, 5, "zero-pad").tolist() == [[1.0, 2.0, 3.0, 0.0, 0.0]]
+    assert align_dim(f, 3, "error") is f
+    with pytest.raises(ValueError):
+        align_dim(f, 5, "truncate")
+
+
+def test_check_dims_messages():
+    check_dims(4, 4, "error", "bct")
+    check_dims(8, 4, "truncate", "bct")
+    check_dims(2, 4, "zero-pad", "bct")
+    with pytest.raises(CompatError, match="--dim-policy truncate"):
+        check_dims(8, 4, "error", "bct")
+    with pytest.raises(CompatError, match="--dim-policy zero-pad"):
+        check_dims(2, 4, "error", "bct")
+    with pytest.raises(CompatError, match="needs a new embedding longer"):
+        check_dims(2, 4, "truncate", "l2")
+    with pytest.raises(CompatError, match="needs a new embedding shorter"):
+        check_dims(8, 4, "zero-pad", "l2")
+
+
+# -- cached old features ----------------------------------------------------------------------------
+def test_old_features_file_is_looked_up_by_index(tmp_path):
+    old = make_old(["0", "1"])
+    data = make_data().subset(np.array([5, 1, 7]))
+    feats = torch.arange(12 * 3, dtype=torch.float32).view(12, 3)
+    path = tmp_path / "old.npz"
+    index = np.arange(12)[::-1].copy()  # file rows in reverse order
+    save(path, FeatureSet(feats.numpy()[index], np.zeros(12, dtype=np.int64), index))
+    source = OldEmbeddings(old, str(path), data)
+    got = source(None, torch.tensor([7, 5]))
+    assert got.tolist() == [feats[7].tolist(), feats[5].tolist()]
+    assert source.of_dataset(data).tolist() == feats[[5, 1, 7]].tolist()
+    assert not any(k in source.state_dict() for k in ("table", "row_of_index"))
+
+
+def test_old_features_file_missing_samples_or_wrong_dim(tmp_path):
+    old = make_old(["0", "1"])
+    data = make_data()
+    path = tmp_path / "part.npz"
+    save(path, FeatureSet(np.zeros((3, 3), np.float32), np.zeros(3, dtype=np.int64), np.array([0, 1, 2])))
+    with pytest.raises(CompatError, match="lacks 9 of the 12"):
+        OldEmbeddings(old, str(path), data)
+    save(path, FeatureSet(np.zeros((12, 5), np.float32), np.zeros(12, dtype=np.int64), np.arange(12)))
+    with pytest.raises(CompatError, match="5-dim"):
+        OldEmbeddings(old, str(path), data)
+    with pytest.raises(CompatError, match="no such file"):
+        OldEmbeddings(old, str(tmp_path / "none.npz"), data)
+
+
+def test_online_old_embeddings_use_the_old_models_own_input_size():
+    old = make_old(["0", "1"])  # input size 4
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    assert OldEmbeddings(old)(images, torch.tensor([0, 1])).shape == (2, 3)
