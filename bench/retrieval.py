@@ -129,10 +129,13 @@ def _measure(task: str, n: int, n_classes: int, repeat: int) -> dict:
     spec = json.dumps({"task": task, "n": n, "classes": n_classes})
     runs = []
     for _ in range(repeat):
+        load_before = os.getloadavg()[0]
         done = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{task} n={n} classes={n_classes} failed:\n{done.stderr}")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        # 1-minute load averages around the run: other processes on this machine slow it down.
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1])
+                    | {"load_average_1min": [load_before, os.getloadavg()[0]]})
     best = min(runs, key=lambda run: run["seconds"])
     return best | {"all_seconds": [run["seconds"] for run in runs],
                    "max_peak_rss_bytes": max(run["peak_rss_bytes"] for run in runs)}

@@ -11,9 +11,10 @@ def pct(value):
     return f"{100 * value:.1f}"
 
 
-def report(matrix: dict) -> str:
+def report(matrix: dict, seconds: int | None = None) -> str:
+    took = f" The whole job took {seconds // 60} min {seconds % 60} s." if seconds is not None else ""
     lines = ["# compat demo: old -> new on Fashion-MNIST", "",
-             f"Leave-one-out retrieval on the test split ({matrix['metric']}). Query model first.", "",
+             f"Leave-one-out retrieval on the test split ({matrix['metric']}). Query model first.{took}", "",
              "| query | gallery | top-1 | top-5 | mAP |", "|---|---|---|---|---|"]
     for row in matrix["results"]:
         lines.append(f"| {Path(row['query']).name} | {Path(row['gallery']).name} | {pct(row['top1'])} | "
@@ -31,4 +32,5 @@ def report(matrix: dict) -> str:
 
 if __name__ == "__main__":
     source, target = sys.argv[1], sys.argv[2]
-    write_text(target, report(json.loads(Path(source).read_text())))
+    seconds = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    write_text(target, report(json.loads(Path(source).read_text()), seconds))

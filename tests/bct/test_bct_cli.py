@@ -83,6 +83,20 @@ def test_label_map_with_unknown_class_is_a_user_error(old_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_overwrite_with_a_bad_label_map_keeps_the_existing_run(old_run, tmp_path):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "model.json").write_text("{}")
+    (existing / "config.yaml").write_text("method: bct\n")
+    label_map = tmp_path / "map.json"
+    label_map.write_text(json.dumps({"7": "cat"}))
+    proc = compat("train", "bct", *TINY, "--old", old_run, "--label-map", label_map, "--out", existing,
+                  "--overwrite", check=False)
+    assert_user_error(proc, "'cat'")  # the method's own check runs before --out is cleared
+    assert (existing / "model.json").read_text() == "{}" and (existing / "config.yaml").is_file()
+
+
+@pytest.mark.slow
 def test_dims_that_cannot_be_aligned_are_a_user_error(old_run, tmp_path):
     args = ["train", "bct", *TINY, "--embedding-dim", "8", "--old", old_run, "--out", tmp_path / "x"]
     assert_user_error(compat(*args, check=False), "--dim-policy zero-pad")

@@ -60,13 +60,13 @@ def _flag_name(name: str, is_flag: bool) -> str:
 
 def _default_text(field) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
-        return " [required]"
+        return r" \[required]"
     default = field.default_factory() if field.default_factory is not None else field.default
     if default is None or default == []:
         return ""
     if isinstance(default, enum.Enum):
         default = default.value
-    return f" [default: {default}]"
+    return rf" \[default: {default}]"  # escaped: rich would read [default: x] as markup
 
 
 _ENUMS: dict[tuple, type[enum.Enum]] = {}

@@ -70,17 +70,18 @@ class _Trainer:
         if cfg.batch_size % self.dist.world_size:
             raise CompatError(f"--batch-size {cfg.batch_size} is not divisible by the {self.dist.world_size} "
                               f"processes. Use a multiple of {self.dist.world_size}.")
-        # Validate every input before touching --out: bad input must not cost an existing run.
+        # Validate every input, the method's own included, before touching --out: bad input must not
+        # cost an existing run.
         data = self._load_data()
         old_models = self._load_old_models()
-        if self.dist.is_main:
-            prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite)
-        self.dist.barrier()
-        self.run_dir, resuming = Path(cfg.out), resume
         torch.manual_seed(cfg.seed)
         ctx = MethodContext(config=cfg, data=data, old_models=old_models, device=self.device,
                             method_name=self.method_name, world_size=self.dist.world_size, rank=self.dist.rank)
         self.method = self._build_method(ctx)
+        if self.dist.is_main:
+            prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite)
+        self.dist.barrier()
+        self.run_dir, resuming = Path(cfg.out), resume
         self.plan = BatchPlan(len(data), cfg.batch_size, cfg.seed, self.dist.world_size, self.dist.rank)
         self.optimizer = self._build_optimizer()
         total = cfg.epochs * self.plan.steps_per_epoch

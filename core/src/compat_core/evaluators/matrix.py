@@ -6,26 +6,16 @@ For each later run against each earlier one it states the BCT criterion M(new, o
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from compat_core.config import Options
+from compat_core.evaluators.retrieval import SourceOptions
 
 CRITERION_METRICS = ("top1", "mAP")
 
 
-class MatrixOptions(Options):
+class MatrixOptions(SourceOptions):
     runs: list[str] = Field(..., description="Run directories or .npz files, oldest first.",
                             json_schema_extra={"positional": True})
-    data: str | None = Field(None, description="Dataset for run directories (path or built-in name).")
-    split: str = Field("test", description="Split to embed.")
-    metric: Literal["cosine", "l2"] = Field("cosine", description="Similarity: cosine or (squared) euclidean.")
-    align: Literal["auto", "truncate", "zero-pad"] = Field(
-        "auto", description="Models of different dimensions: truncate to the shorter, zero-pad the shorter, or "
-                            "auto (what the newer model's method recorded).")
-    batch_size: int = Field(256, ge=1, description="Images per forward pass when extracting.")
-    device: str = Field("auto", description="cpu, cuda or auto.")
 
 
 def run_matrix(options: MatrixOptions) -> dict:

@@ -9,9 +9,9 @@ from pydantic import Field
 from compat_core.config import Options
 
 
-class RetrievalOptions(Options):
-    query: str = Field(..., description="Query side: run directory or .npz feature file (the new model).")
-    gallery: str = Field(..., description="Gallery side: run directory or .npz feature file (the old model).")
+class SourceOptions(Options):
+    """Where features come from and how they are compared; shared by retrieval-style evaluators."""
+
     data: str | None = Field(None, description="Dataset for run directories (path or built-in name).")
     split: str = Field("test", description="Split to embed.")
     metric: Literal["cosine", "l2"] = Field("cosine", description="Similarity: cosine or (squared) euclidean.")
@@ -20,6 +20,11 @@ class RetrievalOptions(Options):
                             "auto (what the new model's method recorded).")
     batch_size: int = Field(256, ge=1, description="Images per forward pass when extracting.")
     device: str = Field("auto", description="cpu, cuda or auto.")
+
+
+class RetrievalOptions(SourceOptions):
+    query: str = Field(..., description="Query side: run directory or .npz feature file (the new model).")
+    gallery: str = Field(..., description="Gallery side: run directory or .npz feature file (the old model).")
 
 
 def retrieval_between(query, gallery, metric: str = "cosine", align: str = "auto") -> dict:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 METRICS = ("cosine", "l2")
 
 #: Working memory for one chunk of query rows when ``chunk_size`` is None.
-MEMORY_BUDGET_BYTES = 512 * 2**20
+MEMORY_BUDGET_BYTES = 2**30
 
 #: Most cells per query row: a row's histogram (2 int32 per cell, 512 KiB) stays in a 1 MiB L2 cache.
 MAX_CELLS = 2**16
@@ -229,7 +229,7 @@ def _auto_chunk_size(n_gallery: int, max_block: int) -> int:
     cells = _cells_per_row(n_gallery, max_block)
     # Per query row: float32 scores and thresholds, int64 cell ids and flags per gallery item; seven
     # 4-byte table entries per cell; a few arrays per positive; plus slack for the exact fallback.
-    per_row = 24 * n_gallery + 28 * cells + 80 * max_block
+    per_row = 25 * n_gallery + 28 * cells + 80 * max_block
     return int(max(1, MEMORY_BUDGET_BYTES // per_row))
 
 
@@ -301,10 +301,12 @@ def _chunk_statistics(scores: torch.Tensor, positives: _Positives, workspace: _W
     thresholds = _cell_thresholds(pos_cells, pos_scores, (n_rows, n_cells), workspace)
     item_thresholds = workspace.get("item_thresholds", scores.shape, torch.float32)
     torch.gather(thresholds, 1, cells, out=item_thresholds)
-    # Histogram key 2 * cell + (score >= the cell's threshold), written over the cell ids. The
-    # comparison writes int64 directly: mixing bool and int64 in one op would copy a whole chunk.
+    # Histogram key 2 * cell + (score >= the cell's threshold), written over the cell ids. Each op
+    # keeps one dtype: mixed bool/int64 operands (or an int64 comparison output) make torch
+    # allocate and convert a whole temporary chunk.
+    above_flag = workspace.get("above_flag", scores.shape, torch.bool)
     at_or_above = workspace.get("at_or_above", scores.shape, torch.int64)
-    torch.ge(scores, item_thresholds, out=at_or_above)
+    at_or_above.copy_(torch.ge(scores, item_thresholds, out=above_flag))
     keys = torch.add(at_or_above, cells, alpha=2, out=cells)
     _, items_cum = _histogram(keys, (n_rows, 2 * n_cells), "items", workspace)
     pos_counts, pos_cum = _histogram(pos_cells, (n_rows, n_cells), "positives", workspace)

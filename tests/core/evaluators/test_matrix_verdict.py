@@ -1,0 +1,33 @@
+"""The BCT criterion and update gain computed by `compat eval matrix`."""
+
+import pytest
+
+from compat_core.evaluators.matrix import compatibility
+
+
+def rows(values):
+    return [{"query": q, "gallery": g, "top1": t, "mAP": m} for (q, g), (t, m) in values.items()]
+
+
+def test_gain_and_criterion_for_each_later_run_against_each_earlier_one():
+    values = {("old", "old"): (0.60, 0.40), ("old", "bct"): (0.0, 0.0), ("old", "ind"): (0.0, 0.0),
+              ("bct", "old"): (0.70, 0.55), ("bct", "bct"): (0.80, 0.70), ("bct", "ind"): (0.0, 0.0),
+              ("ind", "old"): (0.10, 0.12), ("ind", "bct"): (0.0, 0.0), ("ind", "ind"): (0.82, 0.72)}
+    verdicts = compatibility(["old", "bct", "ind"], rows(values))
+    assert [(v["new"], v["old"]) for v in verdicts] == [("bct", "old"), ("ind", "old"), ("ind", "bct")]
+    bct = verdicts[0]
+    assert bct["compatible"] is True
+    assert bct["top1"] == {"old_old": 0.60, "new_old": 0.70, "new_new": 0.80, "compatible": True,
+                           "gain": pytest.approx((0.70 - 0.60) / (0.80 - 0.60))}
+    assert bct["mAP"]["gain"] == pytest.approx((0.55 - 0.40) / (0.70 - 0.40))
+    independent = verdicts[1]
+    assert independent["compatible"] is False and independent["top1"]["compatible"] is False
+    assert independent["mAP"]["gain"] == pytest.approx((0.12 - 0.40) / (0.72 - 0.40))
+
+
+def test_criterion_is_strict_and_gain_is_undefined_without_spread():
+    values = {("a", "a"): (0.5, 0.5), ("a", "b"): (0.5, 0.5), ("b", "a"): (0.5, 0.6), ("b", "b"): (0.5, 0.6)}
+    (verdict,) = compatibility(["a", "b"], rows(values))
+    assert verdict["top1"]["compatible"] is False  # equal is not better
+    assert verdict["top1"]["gain"] is None  # new/new == old/old: no spread to divide by
+    assert verdict["mAP"]["compatible"] is True and verdict["compatible"] is False
