@@ -176,6 +176,7 @@ def main(argv=None) -> None:
         child(json.loads(args.child))
         return
 
+    machine = _machine()
     results = []
     for n in args.sizes:
         for n_classes in args.classes:
@@ -187,7 +188,7 @@ def main(argv=None) -> None:
             if "full_sort" in entry:
                 entry["full_sort_ratio_to_matmul"] = entry["full_sort"]["seconds"] / entry["matmul"]["seconds"]
             results.append(entry)
-    report = {"machine": _machine() | {"load_average_at_end": list(os.getloadavg())}, "results": results}
+    report = {"machine": machine | {"load_average_at_end": list(os.getloadavg())}, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(_table(results))
