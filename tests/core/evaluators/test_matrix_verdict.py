@@ -1,7 +1,6 @@
 """The BCT criterion and update gain computed by `compat eval matrix`."""
 
 import pytest
-
 from compat_core.evaluators.matrix import compatibility
 
 

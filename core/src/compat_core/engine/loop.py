@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from compat_core.config import MethodConfig, TrainConfig, dump_resolved
 from compat_core.engine import checkpoint as ckpt
 from compat_core.engine.batches import Augmenter, BatchPlan, iterate
 from compat_core.engine.distributed import DistInfo, init_distributed, resolve_device, shutdown_distributed
-from compat_core.engine.reporting import Reporter
+from compat_core.engine.reporting import Reporter, SilentReporter
 from compat_core.engine.rundir import prepare_run_dir
 from compat_core.engine.schedule import lr_factor
 from compat_core.errors import CompatError
@@ -48,7 +47,7 @@ def train(method_name: str, config: TrainConfig, options: MethodConfig, *, resum
     dist_info = init_distributed(device)
     if not dist_info.is_main:  # one progress display, from rank 0
         reporter.close()
-        reporter = Reporter(stream=open(os.devnull, "w"))
+        reporter = SilentReporter()
     if dist_info.enabled and device.type == "cuda":
         device = torch.device(f"cuda:{dist_info.local_rank}")
     try:

@@ -35,5 +35,12 @@ class Reporter:
         print(line, file=self.stream, flush=True)
 
 
+class SilentReporter(Reporter):
+    """Prints nothing: the reporter of every process but rank 0."""
+
+    def _print(self, line: str) -> None:
+        pass
+
+
 def _fmt(terms: dict[str, float]) -> str:
     return " ".join(f"{k} {v:.4f}" for k, v in terms.items())
