@@ -80,15 +80,15 @@ class _Trainer:
         if self.dist.is_main:
             prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite)
         self.dist.barrier()
-        self.run_dir, resuming = Path(cfg.out), resume
+        self.run_dir = Path(cfg.out)
         self.plan = BatchPlan(len(data), cfg.batch_size, cfg.seed, self.dist.world_size, self.dist.rank)
         self.optimizer = self._build_optimizer()
         total = cfg.epochs * self.plan.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
             step, total_steps=total, steps_per_epoch=self.plan.steps_per_epoch, config=cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
-        start_epoch, history = self._restore() if resuming else (0, [])
-        if not resuming and self.dist.is_main:
+        start_epoch, history = self._restore() if resume else (0, [])
+        if not resume and self.dist.is_main:
             write_text(self.run_dir / "config.yaml", self.resolved_yaml)
         self.data, self.history = data, history
         self.reporter.start(run_dir=str(self.run_dir), method=self.method_name, epochs=cfg.epochs,
