@@ -19,8 +19,7 @@ start=$(date +%s)
 echo "== 1/4 old model: $old_backbone on classes 0-4"
 $compat train baseline "${common[@]}" --backbone "$old_backbone" --classes 0-4 --seed 1 --out "$out/old"
 echo "== 2/4 new model with BCT: $new_backbone on classes 0-9, influence loss through the old classifier"
-$compat train bct "${common[@]}" --backbone "$new_backbone" --seed 2 --old "$out/old" --scale-synthesized \
-    --out "$out/new-bct"
+$compat train bct "${common[@]}" --backbone "$new_backbone" --seed 2 --old "$out/old" --out "$out/new-bct"
 echo "== 3/4 new model trained independently: $new_backbone on classes 0-9"
 $compat train baseline "${common[@]}" --backbone "$new_backbone" --seed 2 --out "$out/new-independent"
 echo "== 4/4 retrieval matrix on the 10,000 test images (leave-one-out, cosine)"

@@ -36,7 +36,7 @@ def first_batch(ctx, n=24):
 def test_bct_terms_match_an_independent_computation(old_run, tmp_path):
     ctx = context(old_run, tmp_path, "bct")
     torch.manual_seed(0)
-    method = BCT(BCTConfig(influence_weight=2.0), ctx).eval()
+    method = BCT(BCTConfig(influence_weight=2.0, scale_synthesized=False), ctx).eval()  # the paper's rows
     batch = first_batch(ctx)
     terms = method(batch)
     old = ctx.old_model
@@ -55,6 +55,16 @@ def test_bct_terms_match_an_independent_computation(old_run, tmp_path):
     positions = np.flatnonzero(ctx.data.labels == 7)
     expected = F.normalize(old.embed(ctx.data.load_images(positions)), dim=1).mean(0)
     assert torch.allclose(method.old_classifier.weight[7], expected, atol=1e-5)
+
+
+def test_bct_default_scales_synthesized_rows_to_the_real_rows_norm(old_run, tmp_path):
+    ctx = context(old_run, tmp_path, "bct")
+    method = BCT(BCTConfig(), ctx)
+    real_norm = ctx.old_model.classifier.fc.weight.norm(dim=1).mean()
+    positions = np.flatnonzero(ctx.data.labels == 7)
+    direction = F.normalize(F.normalize(ctx.old_model.embed(ctx.data.load_images(positions)), dim=1).mean(0), dim=0)
+    assert torch.allclose(method.old_classifier.weight[7], direction * real_norm, atol=1e-5)
+    assert torch.allclose(method.old_classifier.weight[:5], ctx.old_model.classifier.fc.weight)
 
 
 def test_bct_only_trains_the_new_model(old_run, tmp_path):

@@ -116,12 +116,14 @@ def test_label_map_rejects_unknown_classes(tmp_path):
 def test_build_synthesizes_new_classes_from_old_embeddings():
     old = make_old(["0", "1"])
     data = make_data(("0", "1", "2"))
-    clf = build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))
+    clf = build_old_classifier(BCTConfig(scale_synthesized=False), make_ctx(old, data), OldEmbeddings(old))
     head = old.classifier.fc
     assert clf.weight.shape == (3, 3) and clf.kind == "linear"
     assert torch.equal(clf.weight[:2], head.weight) and torch.equal(clf.bias[:2], head.bias)
     expected = F.normalize(old.embed(data.load_images(list(range(8, 12)))), dim=1).mean(0)
     assert torch.allclose(clf.weight[2], expected, atol=1e-6)
+    scaled = build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))  # the default scales
+    assert torch.allclose(scaled.weight[2], F.normalize(expected, dim=0) * head.weight.norm(dim=1).mean(), atol=1e-6)
     assert clf.bias[2].item() == 0.0 and clf.target_rows.tolist() == [0, 1, 2]
     f = torch.randn(2, 3)
     assert torch.allclose(clf(f), f @ clf.weight.T + clf.bias, atol=1e-6)

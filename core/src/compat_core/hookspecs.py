@@ -79,10 +79,12 @@ def compat_register_datasets(register: Callable[..., None]) -> None:
 
 @hookspec
 def compat_register_evaluators(register: Callable[..., None]) -> None:
-    """Register evaluators: ``register(name, *, command, summary)``; each becomes ``compat eval NAME``.
+    """Register evaluators: ``register(name, *, config, run, summary, render=None)``; each becomes ``compat eval NAME``.
 
-    ``command`` is a typer command function (or lazy reference to one). Its module must import only
-    light modules at top level; the work happens inside the function.
+    ``config`` is a pydantic options model (its fields become the command's flags, plus ``--json``);
+    ``run(options) -> dict`` computes the metrics (fractions in [0, 1]); the optional
+    ``render(console, result)`` prints them (default: a generic table). Give lazy ``"module:attr"``
+    references; the options module must import only light modules at top level.
     """
 
 

@@ -41,6 +41,8 @@ def compat_register_datasets(register):
              summary="CIFAR-10/100 python pickles (cifar-10-batches-py, cifar-100-python).")
     register("idx", factory=f"{formats}.idx:open_idx", detect="compat_core.data.detect:is_idx",
              summary="MNIST-style IDX files, gzipped or not (MNIST, Fashion-MNIST, KMNIST...).")
+    register("recordio", factory=f"{formats}.recordio:open_recordio", detect="compat_core.data.detect:is_recordio",
+             summary="MXNet RecordIO face sets (insightface train.rec + train.idx), read without mxnet.")
     register("digits", factory=f"{formats}.named:open_digits",
              summary="scikit-learn's bundled 8x8 digits (1,797 images), deterministic train/test split.")
     register("fashion-mnist", factory=f"{formats}.named:open_fashion_mnist",
@@ -56,3 +58,13 @@ def compat_register_evaluators(register):
              run="compat_core.evaluators.matrix:run_matrix",
              render="compat_core.evaluators.matrix:render_matrix",
              summary="Every query/gallery pair of several model generations, with the BCT criterion.")
+    register("ijbc", config="compat_core.evaluators.ijbc.options:IjbcOptions",
+             run="compat_core.evaluators.ijbc.run:run_ijbc",
+             render="compat_core.evaluators.ijbc.render:render_ijbc",
+             summary="IJB-C / IJB-B faces: 1:1 TAR@FAR and (-N) 1:N search; cross test with an old model "
+                     "on the gallery side.")
+    register("regression", config="compat_core.evaluators.regression:RegressionOptions",
+             run="compat_core.evaluators.regression:run_regression",
+             render="compat_core.evaluators.regression:render_regression",
+             summary="Classifier update: accuracy, negative/positive flip rate and impact (NFR, NFI, PFR, PFI), "
+                     "BTC, BEC, flips per class; several --old runs form an ensemble.")

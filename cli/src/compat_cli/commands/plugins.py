@@ -52,8 +52,11 @@ def show(method: Annotated[str, typer.Argument(help="Method name, e.g. baseline.
     for column in ("option", "type", "default", "description"):
         table.add_column(column, overflow="fold")
     for name, field in config_cls.model_fields.items():
-        default = field.default_factory() if field.default_factory else field.default
-        table.add_row("--" + name.replace("_", "-"), _type_name(field.annotation), repr(default),
+        if field.is_required():
+            default = "(required)"
+        else:
+            default = repr(field.default_factory() if field.default_factory else field.default)
+        table.add_row("--" + name.replace("_", "-"), _type_name(field.annotation), default,
                       field.description or "")
     if not config_cls.model_fields:
         console.print("no options beyond the common training options (see `compat train "

@@ -110,6 +110,9 @@ class SubsetDataset(Dataset):
         self.image_size = parent.image_size
         self.in_memory = parent.in_memory
         self.name = parent.name
+        preferred = getattr(parent, "preferred_input", None)
+        if preferred is not None:  # e.g. face sets normalised with mean = std = 0.5
+            self.preferred_input = preferred
 
     @property
     def base_indices(self) -> np.ndarray:

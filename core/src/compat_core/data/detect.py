@@ -20,6 +20,7 @@ CIFAR10_FILES = ("data_batch_1", "test_batch", "batches.meta")
 CIFAR100_FILES = ("train", "test", "meta")
 CIFAR_FOLDERS = ("cifar-10-batches-py", "cifar-100-python")
 _LIST_LINES_CHECKED = 5
+RECORDIO_MAGIC = (0xCED7230A).to_bytes(4, "little")  # dmlc RecordIO: every record part starts with it
 
 
 def is_imagefolder(path: str | os.PathLike) -> bool:
@@ -71,6 +72,37 @@ def is_idx(path: str | os.PathLike) -> bool:
         False
     """
     return all(find_idx_file(path, stem) is not None for stem in IDX_STEMS)
+
+
+def is_recordio(path: str | os.PathLike) -> bool:
+    """True for an MXNet RecordIO set: a folder with ``train.rec`` + ``train.idx`` (insightface's
+    layout), or a ``.rec`` file with its ``.idx`` beside it; the ``.rec`` must start with the magic.
+
+    Example:
+        >>> is_recordio("/no/such/train.rec")
+        False
+    """
+    return recordio_files(path) != {}
+
+
+def recordio_files(path: str | os.PathLike) -> dict[str, tuple[Path, Path]]:
+    """``{split: (rec, idx)}``: a folder's ``<split>.rec``/``<split>.idx`` pairs, or ``{"train": ...}``
+    for a single ``.rec`` file (which then serves every split)."""
+    root = Path(path)
+    if root.suffix == ".rec":
+        candidates = {"train": root}
+    else:
+        candidates = {split: root / f"{split}.rec" for split in ("train", "val", "test")}
+    found = {}
+    for split, rec in candidates.items():
+        idx = rec.with_suffix(".idx")
+        try:
+            with open(rec, "rb") as handle:
+                if handle.read(4) == RECORDIO_MAGIC and idx.is_file():
+                    found[split] = (rec, idx)
+        except OSError:
+            continue
+    return found
 
 
 def find_cifar_folders(path: str | os.PathLike) -> list[Path]:

@@ -66,6 +66,10 @@ class MethodContext:
             method=self.method_name, old_model=[m.source for m in self.old_models] or None,
             trained_on={"data": cfg.data, "split": cfg.split, "classes": cfg.classes,
                         "num_images": len(self.data)})
+        preferred = getattr(self.data, "preferred_input", None) or {}
+        for key in ("mean", "std"):  # a format's own normalisation (RecordIO faces) beats ImageNet's
+            if key in preferred:
+                spec.input[key] = list(preferred[key])
         for key, value in overrides.items():
             setattr(spec, key, value)
         return EmbeddingModel(spec, backbone_weights=cfg.backbone_weights).to(self.device)

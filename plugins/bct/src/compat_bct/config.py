@@ -49,7 +49,10 @@ class BCTConfig(OldEmbeddingOptions):
         None, description="JSON file {new_class_name: old_class_name} naming which old-head row serves each new "
         "class. Default: classes with identical names share a row.")
     normalize_synthesized: bool = Field(False, description="L2-normalise synthesized rows (MixBCT does; OpenBCT and BT^2 do not).")
-    scale_synthesized: bool = Field(False, description="Rescale synthesized rows to the mean norm of the real old rows (linear old heads).")
+    scale_synthesized: bool = Field(
+        True, description="Rescale synthesized rows to the mean norm of the real old rows (default: on; unscaled rows "
+        "have norm <= 1 beside real rows of norm ~several, so new classes barely register through the old head; "
+        "--no-scale-synthesized gives the paper's unscaled rows).")
     normalized_classifier: bool = Field(
         False, description="Score the new embedding with cosine logits influence_scale * cos(f, w) whatever the old "
         "head (OpenBCT's 'normed classifier'). Default: follow the old head: linear -> W f + b, "

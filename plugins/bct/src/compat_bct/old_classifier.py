@@ -12,11 +12,9 @@ over the training data in eval mode without augmentation (not under training aug
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
+from compat_core.data.label_map import read_label_map
 from compat_core.errors import CompatError
 from torch import nn
 
@@ -36,35 +34,6 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     sums.index_add_(0, labels.to(normed.device), normed)
     counts = torch.bincount(labels.to(normed.device), minlength=num_classes)
     return sums / counts.clamp_min(1)[:, None].to(sums.dtype), counts
-
-
-def read_label_map(path: str, new_classes: list[str], old_classes: list[str]) -> dict[str, str]:
-    """Read ``{new_class_name: old_class_name}`` and check every name exists on its side."""
-    file = Path(path)
-    if not file.is_file():
-        raise CompatError(f"--label-map {path}: no such file. Write a JSON object {{\"new class\": \"old class\"}}.")
-    try:
-        mapping = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CompatError(f"--label-map {path} is not valid JSON ({exc}). Write a JSON object "
-                          f"{{\"new class\": \"old class\"}}.") from None
-    if not isinstance(mapping, dict):
-        raise CompatError(f"--label-map {path} must hold a JSON object {{\"new class\": \"old class\"}}, "
-                          f"not {type(mapping).__name__}.")
-    mapping = {str(k): str(v) for k, v in mapping.items()}
-    unknown_new = sorted(set(mapping) - set(new_classes))
-    if unknown_new:
-        raise CompatError(f"--label-map {path} names new class {unknown_new[0]!r}, which is not a class of the "
-                          f"training data (classes: {_short(new_classes)}). Fix or remove that entry.")
-    unknown_old = sorted(set(mapping.values()) - set(old_classes))
-    if unknown_old:
-        raise CompatError(f"--label-map {path} maps to old class {unknown_old[0]!r}, which the old model does not "
-                          f"know (its classes: {_short(old_classes)}). Fix or remove that entry.")
-    return mapping
-
-
-def _short(names: list[str], limit: int = 10) -> str:
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 class OldClassifier(nn.Module):

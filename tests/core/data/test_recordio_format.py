@@ -1,0 +1,142 @@
+"""MXNet RecordIO face sets: files written here byte by byte (dmlc framing, mxnet's IRHeader) and
+read back without mxnet, in both insightface layouts, with records split into parts."""
+
+import io
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from compat_core.data import open_dataset
+from compat_core.data.detect import is_imagefolder, is_recordio
+from compat_core.errors import CompatError
+from PIL import Image
+
+MAGIC = struct.pack("<I", 0xCED7230A)
+
+
+def frame(payload: bytes) -> bytes:
+    """One dmlc record: split wherever the magic word sits 4-byte aligned in the payload (flags 1, 2, 3),
+    each part behind the magic and ``flag << 29 | length``, zero padding after the last part."""
+    parts, start = [], 0
+    for i in range(0, len(payload) - len(payload) % 4, 4):
+        if payload[i:i + 4] == MAGIC:
+            parts.append(payload[start:i])
+            start = i + 4
+    parts.append(payload[start:])
+    flags = [0] if len(parts) == 1 else [1] + [2] * (len(parts) - 2) + [3]
+    out = b"".join(MAGIC + struct.pack("<I", flag << 29 | len(part)) + part for part, flag in zip(parts, flags, strict=True))
+    return out + b"\0" * (-len(payload) % 4)
+
+
+def pack(label, image: bytes, ident: int = 0, ident2: int = 0) -> bytes:
+    """mxnet.recordio.pack: a scalar label in the header, or ``flag`` float labels after it."""
+    if np.ndim(label) == 0:
+        return struct.pack("<IfQQ", 0, float(label), ident, ident2) + image
+    labels = np.asarray(label, np.float32)
+    return struct.pack("<IfQQ", len(labels), 0.0, ident, ident2) + labels.tobytes() + image
+
+
+def encode(array: np.ndarray, kind: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
+def write_rec(folder, records, name="train"):
+    """records: list of (key, payload); writes <name>.rec and <name>.idx (``key\\toffset`` lines)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rec, lines = b"", []
+    for key, payload in records:
+        lines.append(f"{key}\t{len(rec)}")
+        rec += frame(payload)
+    (folder / f"{name}.rec").write_bytes(rec)
+    (folder / f"{name}.idx").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def faces(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
+
+
+def test_the_test_writer_splits_at_the_magic():
+    payload = b"abcd" + MAGIC + b"efgh" + MAGIC + b"ij"
+    framed = frame(payload)
+    assert framed.count(MAGIC) == 3 and len(framed) % 4 == 0
+    assert struct.unpack("<I", framed[4:8])[0] >> 29 == 1 and struct.unpack("<I", framed[4:8])[0] & 0xFFFF == 4
+
+
+def test_plain_layout_with_split_records(tmp_path):
+    images = faces(5)
+    labels = [3, 0, 3, 7, 0]
+    # the id fields hold the magic word: records 1 and 3 are split inside their header (2 and 3 parts)
+    ids = [(0, 0), (0xCED7230A, 0), (0, 0), (0xCED7230A, 0xCED7230A), (0, 0)]
+    records = [(k, pack(labels[k], encode(images[k]), *ids[k])) for k in range(5)]
+    root = write_rec(tmp_path / "faces", records)
+    assert is_recordio(root) and is_recordio(root / "train.rec") and not is_imagefolder(root)
+    ds = open_dataset(str(root), split="train", image_size=112)
+    assert ds.classes == ["0", "3", "7"] and ds.labels.tolist() == [1, 0, 1, 2, 0]
+    assert torch.equal(ds.load_images([3, 1]), torch.from_numpy(images[[3, 1]]).permute(0, 3, 1, 2))
+    image, label, index = ds[4]
+    assert image.shape == (3, 112, 112) and label == 0 and index == 4
+    assert ds.preferred_input == {"size": 112, "mean": [0.5] * 3, "std": [0.5] * 3}
+
+
+def test_header_record_layout_with_array_labels(tmp_path):
+    images = faces(4, seed=1)
+    classes = [1, 0, 1, 2]
+    # key 0: flag 2, labels [5, 8] -> images are keys 1..4; keys 5..7 describe identities (ignored)
+    records = [(0, pack([5.0, 8.0], b""))]
+    records += [(k + 1, pack([classes[k], 99.0], encode(images[k], "JPEG"))) for k in range(4)]
+    records += [(5 + c, pack([float(c), float(c + 1)], b"")) for c in range(3)]
+    root = write_rec(tmp_path / "ms1m", records[::-1])  # the .idx order does not matter
+    ds = open_dataset(str(root / "train.rec"), split="test", image_size=16)  # a lone .rec serves any split
+    assert len(ds) == 4 and ds.keys.tolist() == [1, 2, 3, 4]
+    assert ds.labels.tolist() == classes and ds.classes == ["0", "1", "2"]
+    batch = ds.load_images([0, 1, 2, 3])
+    assert batch.shape == (4, 3, 16, 16) and batch.dtype == torch.uint8
+    decoded = np.array(Image.open(io.BytesIO(encode(images[2], "JPEG"))).convert("RGB").resize(
+        (16, 16), Image.Resampling.BILINEAR))
+    assert torch.equal(batch[2], torch.from_numpy(decoded).permute(2, 0, 1))
+
+
+def test_splits_of_a_folder(tmp_path):
+    root = write_rec(tmp_path / "sets", [(0, pack(1, encode(faces(1)[0])))])
+    write_rec(root, [(0, pack(2, encode(faces(1, 3)[0]))), (1, pack(1, encode(faces(1, 4)[0])))], name="val")
+    assert len(open_dataset(str(root), split="test", image_size=8)) == 2  # val stands in for test
+    assert len(open_dataset(str(root), split="train", image_size=8)) == 1
+
+
+def test_bad_files_name_the_problem(tmp_path):
+    root = write_rec(tmp_path / "bad", [(0, pack(1, encode(faces(1)[0]))), (1, pack(2, encode(faces(1)[0])))])
+    (root / "train.idx").write_text("0\t0\n1\t12\n")  # offset 12 is inside record 0
+    with pytest.raises(CompatError, match="record 1 at byte 12 does not start with the RecordIO magic"):
+        open_dataset(str(root), image_size=8)
+    (root / "train.idx").write_text("0\t0\nfoo bar\n")
+    with pytest.raises(CompatError, match=r"train.idx:2: 'foo bar' is not a `<key> <offset>` line"):
+        open_dataset(str(root), image_size=8)
+    (root / "train.idx").write_text("0\t0\n1\t999999\n")
+    with pytest.raises(CompatError, match="beyond the end of the file"):
+        open_dataset(str(root), image_size=8)
+    broken = write_rec(tmp_path / "broken", [(0, pack(1, b"not an image"))])
+    with pytest.raises(CompatError, match="record 0 cannot be decoded"):
+        open_dataset(str(broken), image_size=8).load_images([0])
+
+
+@pytest.mark.slow
+def test_trains_from_the_cli_with_an_arcface_head(tmp_path):
+    images = faces(24, seed=5)
+    root = write_rec(tmp_path / "rec", [(k, pack(k % 3, encode(images[k], "JPEG"))) for k in range(24)])
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "compat_cli.main", "train", "baseline", "--data", str(root),
+                           "--backbone", "test_resnet", "--embedding-dim", "16", "--image-size", "16", "--epochs", "1",
+                           "--batch-size", "8", "--head", "arcface", "--device", "cpu", "--out", str(run)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "model.safetensors").is_file() and '"arcface"' in (run / "model.json").read_text()
+    spec = json.loads((run / "model.json").read_text())
+    assert spec["input"]["mean"] == [0.5] * 3 and spec["input"]["std"] == [0.5] * 3  # the face normalisation
