@@ -1,31 +1,12 @@
 """compat-bct through the real CLI: old baseline -> bct / l2 -> eval matrix, and bad input."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from cli_runner import assert_user_error, compat
 
 TINY = ["--data", "digits", "--backbone", "test_resnet", "--embedding-dim", "16", "--image-size", "16",
         "--epochs", "2", "--batch-size", "64", "--device", "cpu"]
-
-
-def compat(*args, check=True):
-    env = {**os.environ, "COLUMNS": "250"}  # wide help tables: flags are not cut
-    proc = subprocess.run([sys.executable, "-m", "compat_cli.main", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"compat {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
-
-
-def assert_user_error(proc, *fragments):
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output
-    assert "Traceback" not in output
-    for fragment in fragments:
-        assert fragment in output, output
 
 
 @pytest.fixture(scope="module")

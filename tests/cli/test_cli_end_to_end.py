@@ -1,22 +1,13 @@
 """The user's path through the CLI: old model -> new model -> features -> retrieval and matrix."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_runner import compat
 
 TINY = ["--data", "digits", "--backbone", "test_resnet", "--embedding-dim", "16", "--image-size", "16",
         "--epochs", "2", "--batch-size", "64", "--device", "cpu"]
-
-
-def compat(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "compat_cli.main", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"compat {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -101,12 +101,23 @@ def load(path: str | Path) -> FeatureSet:
 def features_of(source: str, *, data: str | None, split: str, batch_size: int = 256, device: str = "cpu",
                 with_logits: bool = False) -> FeatureSet:
     """Features from a ``.npz`` file, or by running a run directory's model on ``data``."""
-    from compat_core.models.run import is_run_dir
-
     if source.endswith(".npz"):
         if not Path(source).is_file():
             raise CompatError(f"{source}: no such feature file. Create it with `compat features extract`.")
         return load(source)
+    model, dataset = open_model_on(source, data=data, split=split, device=device)
+    return extract(model, dataset, batch_size=batch_size, device=device, with_logits=with_logits,
+                   model_ref=str(source), data_ref=data, split=split)
+
+
+def open_model_on(source: str, *, data: str | None, split: str, device: str = "cpu"):
+    """``(model, dataset)`` for embedding run directory ``source`` on ``data`` at the model's input size.
+
+    Raises:
+        CompatError: ``source`` is not a run directory, or ``data`` is missing.
+    """
+    from compat_core.models.run import is_run_dir
+
     if not is_run_dir(source):
         raise CompatError(f"{source} is neither a .npz feature file nor a compat run directory. Pass one of them.")
     if not data:
@@ -116,9 +127,7 @@ def features_of(source: str, *, data: str | None, split: str, batch_size: int = 
     from compat_core.models.run import load_model
 
     model = load_model(source, device)
-    dataset = open_dataset(data, split=split, image_size=model.spec.input["size"])
-    return extract(model, dataset, batch_size=batch_size, device=device, with_logits=with_logits,
-                   model_ref=str(source), data_ref=data, split=split)
+    return model, open_dataset(data, split=split, image_size=model.spec.input["size"])
 
 
 DIM_POLICIES = ("truncate", "zero-pad")

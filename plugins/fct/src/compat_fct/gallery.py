@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from compat_core.errors import CompatError
-from compat_core.features import FeatureSet
+from compat_core.features import FeatureSet, open_model_on
 from compat_core.features import load as load_features
 from compat_core.features import save as save_features
 from compat_core.io import write_atomic
@@ -53,16 +53,7 @@ def embed_gallery(source: str, *, data: str | None, split: str, batch_size: int 
             raise CompatError(f"{source}: no such feature file. Create it with `compat fct transform` or "
                               f"`compat features extract`.")
         return load_features(source), read_uncertainty(source)
-    from compat_core.data import open_dataset
-    from compat_core.models.run import is_run_dir, load_model
-
-    if not is_run_dir(source):
-        raise CompatError(f"{source} is neither a .npz feature file nor a compat run directory. Pass one of them.")
-    if not data:
-        raise CompatError(f"{source} is a model: pass --data so its features can be extracted, or pass a .npz "
-                          f"feature file instead.")
-    model = load_model(source, device)
-    dataset = open_dataset(data, split=split, image_size=model.spec.input["size"])
+    model, dataset = open_model_on(source, data=data, split=split, device=device)
     features, sigma = _embed(model, dataset, batch_size, device)
     feats = FeatureSet(features, np.asarray(dataset.labels, np.int64), np.asarray(dataset.base_indices, np.int64),
                        model=source, data=data, split=split, classes=list(dataset.classes))
