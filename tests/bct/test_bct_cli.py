@@ -57,10 +57,14 @@ def test_old_that_is_not_a_run_is_a_user_error(tmp_path):
 def test_label_map_with_unknown_class_is_a_user_error(old_run, tmp_path):
     label_map = tmp_path / "map.json"
     label_map.write_text(json.dumps({"7": "cat"}))
-    proc = compat("train", "bct", *TINY, "--old", old_run, "--label-map", label_map, "--out", tmp_path / "x",
-                  check=False)
+    proc = compat("train", "bct", *TINY, "--old", old_run, "--synthesize", "new-only", "--label-map", label_map,
+                  "--out", tmp_path / "x", check=False)
     assert_user_error(proc, "'cat'")
     assert not (tmp_path / "x" / "model.json").exists()
+    # with the default --synthesize all no old-head row is used, so any label map is refused
+    proc = compat("train", "bct", *TINY, "--old", old_run, "--label-map", label_map, "--out", tmp_path / "x",
+                  check=False)
+    assert_user_error(proc, "--synthesize new-only")
 
 
 @pytest.mark.slow
@@ -71,8 +75,8 @@ def test_overwrite_with_a_bad_label_map_keeps_the_existing_run(old_run, tmp_path
     (existing / "config.yaml").write_text("method: bct\n")
     label_map = tmp_path / "map.json"
     label_map.write_text(json.dumps({"7": "cat"}))
-    proc = compat("train", "bct", *TINY, "--old", old_run, "--label-map", label_map, "--out", existing,
-                  "--overwrite", check=False)
+    proc = compat("train", "bct", *TINY, "--old", old_run, "--synthesize", "new-only", "--label-map", label_map,
+                  "--out", existing, "--overwrite", check=False)
     assert_user_error(proc, "'cat'")  # the method's own check runs before --out is cleared
     assert (existing / "model.json").read_text() == "{}" and (existing / "config.yaml").is_file()
 
@@ -108,7 +112,7 @@ def test_truncated_model_is_cross_evaluated_through_its_recorded_policy(old_run,
     new = tmp_path / "wide"
     compat("train", "bct", *TINY, "--epochs", "1", "--embedding-dim", "24", "--dim-policy", "truncate",
            "--old", old_run, "--out", new)
-    assert json.loads((new / "model.json").read_text())["extra"] == {"dim_policy": "truncate"}
+    assert json.loads((new / "model.json").read_text())["extra"]["dim_policy"] == "truncate"
     out = tmp_path / "m.json"
     compat("eval", "retrieval", "--query", new, "--gallery", old_run, "--data", "digits", "--device", "cpu",
            "--json", out)

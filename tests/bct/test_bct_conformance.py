@@ -24,8 +24,10 @@ def test_conformance(method, tmp_path, shared_old):
 
 
 @pytest.mark.parametrize("method, options", [
-    ("bct", {"influence": "lwf", "normalized_classifier": True}),
-    ("bct", {"synthesize": "all", "normalize_synthesized": True, "influence_weight": 10.0}),
+    ("bct", {"influence": "lwf", "fit_synthesized": False}),
+    ("bct", {"synthesize": "new-only", "normalized_classifier": False, "fit_synthesized": False,
+             "influence_weight": 10.0}),  # the paper's recipe
+    ("bct", {"synthesize": "new-only", "normalized_classifier": False, "normalize_synthesized": True}),
     ("l2", {"l2_form": "squared", "no_ce": True}),
     ("l2", {"embedding_dim": 24, "dim_policy": "truncate", "l2_threshold": 0.2}),
     ("contrastive", {"embedding_dim": 8, "dim_policy": "zero-pad"}),

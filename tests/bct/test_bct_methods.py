@@ -21,6 +21,10 @@ def old_run(tmp_path_factory):
     return train_old_model(tmp_path_factory.mktemp("bct-old"))
 
 
+# the paper's recipe: the old head's rows + class-mean rows for new classes, scored like the old head
+PAPER = {"synthesize": "new-only", "normalized_classifier": False, "fit_synthesized": False}
+
+
 def context(old_run, tmp_path, method, **overrides):
     cfg = TrainConfig(**{**TINY, "out": str(tmp_path / "new"), "old": [old_run], **overrides})
     data = parse_classes(cfg.classes, open_dataset(cfg.data, cfg.split, cfg.image_size))
@@ -36,7 +40,7 @@ def first_batch(ctx, n=24):
 def test_bct_terms_match_an_independent_computation(old_run, tmp_path):
     ctx = context(old_run, tmp_path, "bct")
     torch.manual_seed(0)
-    method = BCT(BCTConfig(influence_weight=2.0, scale_synthesized=False), ctx).eval()  # the paper's rows
+    method = BCT(BCTConfig(**PAPER, influence_weight=2.0, scale_synthesized=False), ctx).eval()
     batch = first_batch(ctx)
     terms = method(batch)
     old = ctx.old_model
@@ -57,14 +61,41 @@ def test_bct_terms_match_an_independent_computation(old_run, tmp_path):
     assert torch.allclose(method.old_classifier.weight[7], expected, atol=1e-5)
 
 
-def test_bct_default_scales_synthesized_rows_to_the_real_rows_norm(old_run, tmp_path):
+def test_bct_new_only_scales_synthesized_rows_to_the_real_rows_norm(old_run, tmp_path):
     ctx = context(old_run, tmp_path, "bct")
-    method = BCT(BCTConfig(), ctx)
+    method = BCT(BCTConfig(**PAPER), ctx)
     real_norm = ctx.old_model.classifier.fc.weight.norm(dim=1).mean()
     positions = np.flatnonzero(ctx.data.labels == 7)
     direction = F.normalize(F.normalize(ctx.old_model.embed(ctx.data.load_images(positions)), dim=1).mean(0), dim=0)
     assert torch.allclose(method.old_classifier.weight[7], direction * real_norm, atol=1e-5)
     assert torch.allclose(method.old_classifier.weight[:5], ctx.old_model.classifier.fc.weight)
+
+
+def test_bct_default_influence_is_cosine_through_rows_fitted_to_old_embeddings(old_run, tmp_path):
+    ctx = context(old_run, tmp_path, "bct")
+    torch.manual_seed(0)
+    method = BCT(BCTConfig(), ctx).eval()
+    clf = method.old_classifier
+    assert clf.kind == "cosine" and clf.scale == 4.0 and clf.synthesized.all()
+    batch = first_batch(ctx)
+    out = method.model(batch.images, batch.targets)
+    expected = F.cross_entropy(4.0 * F.normalize(out.embedding, dim=1) @ F.normalize(clf.weight, dim=1).T,
+                               batch.targets)
+    assert method(batch)["influence"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # the rows started from the class means and were fitted: the cosine classifier labels the old
+    # model's own training embeddings at least as well as the class means do
+    old_feats = ctx.old_model.embed(ctx.data.load_images(np.arange(len(ctx.data)))).detach()
+    labels = torch.as_tensor(ctx.data.labels)
+    means = torch.stack([F.normalize(old_feats[labels == c], dim=1).mean(0) for c in range(10)])
+
+    def accuracy(rows):
+        return (F.normalize(old_feats, dim=1) @ F.normalize(rows, dim=1).T).argmax(1).eq(labels).float().mean()
+
+    assert not torch.allclose(clf.weight, means, atol=1e-3)
+    assert accuracy(clf.weight) >= accuracy(means)
+    report = method.model.spec.extra["old_classifier"]
+    assert report["accuracy_on_old_embeddings"] and report["accuracy_before_fit"]
+    assert method.notes and "fitted" in method.notes[0]
 
 
 def test_bct_only_trains_the_new_model(old_run, tmp_path):

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from compat_bct.config import BCTConfig
 from compat_bct.old_classifier import assemble_rows, build_old_classifier, class_means, read_label_map
 from compat_bct.old_embeddings import OldEmbeddings, align_dim, check_dims
+from compat_bct.row_fit import describe_fit
 from compat_core.data.base import ArrayDataset
 from compat_core.errors import CompatError
 from compat_core.features import FeatureSet, save
@@ -28,6 +29,10 @@ class FlatBackbone(nn.Module):
 
     def forward(self, x):
         return self.fc(x.flatten(1))
+
+
+# the paper's recipe: the old head's rows + class-mean rows for new classes, scored like the old head
+PAPER = {"synthesize": "new-only", "normalized_classifier": False, "fit_synthesized": False}
 
 
 def make_old(classes, head="linear", dim=3):
@@ -116,13 +121,13 @@ def test_label_map_rejects_unknown_classes(tmp_path):
 def test_build_synthesizes_new_classes_from_old_embeddings():
     old = make_old(["0", "1"])
     data = make_data(("0", "1", "2"))
-    clf = build_old_classifier(BCTConfig(scale_synthesized=False), make_ctx(old, data), OldEmbeddings(old))
+    clf = build_old_classifier(BCTConfig(**PAPER, scale_synthesized=False), make_ctx(old, data), OldEmbeddings(old))
     head = old.classifier.fc
     assert clf.weight.shape == (3, 3) and clf.kind == "linear"
     assert torch.equal(clf.weight[:2], head.weight) and torch.equal(clf.bias[:2], head.bias)
     expected = F.normalize(old.embed(data.load_images(list(range(8, 12)))), dim=1).mean(0)
     assert torch.allclose(clf.weight[2], expected, atol=1e-6)
-    scaled = build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))  # the default scales
+    scaled = build_old_classifier(BCTConfig(**PAPER), make_ctx(old, data), OldEmbeddings(old))  # scaled by default
     assert torch.allclose(scaled.weight[2], F.normalize(expected, dim=0) * head.weight.norm(dim=1).mean(), atol=1e-6)
     assert clf.bias[2].item() == 0.0 and clf.target_rows.tolist() == [0, 1, 2]
     f = torch.randn(2, 3)
@@ -132,13 +137,13 @@ def test_build_synthesizes_new_classes_from_old_embeddings():
 def test_build_follows_cosine_old_head_or_normalized_option():
     old = make_old(["0", "1", "2"], head="cosface")
     data = make_data()
-    clf = build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))
+    clf = build_old_classifier(BCTConfig(**PAPER), make_ctx(old, data), OldEmbeddings(old))
     assert clf.kind == "cosine" and clf.scale == 64.0
     f = torch.randn(2, 3)
     expected = 64.0 * F.normalize(f, dim=1) @ F.normalize(old.classifier.weight, dim=1).T
     assert torch.allclose(clf(f), expected, atol=1e-4)
     linear_old = make_old(["0", "1", "2"])
-    clf = build_old_classifier(BCTConfig(normalized_classifier=True, influence_scale=10.0),
+    clf = build_old_classifier(BCTConfig(**{**PAPER, "normalized_classifier": True}, influence_scale=10.0),
                                make_ctx(linear_old, data), OldEmbeddings(linear_old))
     assert clf.kind == "cosine" and clf.scale == 10.0
 
@@ -148,8 +153,8 @@ def test_build_without_old_head_needs_synthesize_all():
     assert old.classifier is None
     data = make_data()
     with pytest.raises(CompatError, match="--synthesize all"):
-        build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))
-    clf = build_old_classifier(BCTConfig(synthesize="all"), make_ctx(old, data), OldEmbeddings(old))
+        build_old_classifier(BCTConfig(synthesize="new-only"), make_ctx(old, data), OldEmbeddings(old))
+    clf = build_old_classifier(BCTConfig(), make_ctx(old, data), OldEmbeddings(old))  # all rows synthesized
     assert clf.weight.shape == (3, 3) and clf.synthesized.all()
 
 
@@ -158,12 +163,44 @@ def test_build_with_label_map(tmp_path):
     data = make_data(("0", "1", "2"))
     path = tmp_path / "map.json"
     path.write_text(json.dumps({"1": "dog"}))
-    clf = build_old_classifier(BCTConfig(label_map=str(path)), make_ctx(old, data), OldEmbeddings(old))
+    clf = build_old_classifier(BCTConfig(**PAPER, label_map=str(path)), make_ctx(old, data), OldEmbeddings(old))
     assert clf.target_rows.tolist() == [2, 1, 3]
     path.write_text(json.dumps({"1": "horse"}))
     with pytest.raises(CompatError, match="horse"):
+        build_old_classifier(BCTConfig(**PAPER, label_map=str(path)), make_ctx(old, data), OldEmbeddings(old))
+    with pytest.raises(CompatError, match="--synthesize new-only"):  # all rows synthesized: no head row to map
         build_old_classifier(BCTConfig(label_map=str(path)), make_ctx(old, data), OldEmbeddings(old))
 
+
+
+def test_build_fits_synthesized_rows_and_reports_accuracy_on_old_embeddings():
+    old = make_old(["0", "1"])
+    data = make_data(("0", "1", "2", "3"), per_class=8)
+    plain = build_old_classifier(BCTConfig(**PAPER), make_ctx(old, data), OldEmbeddings(old))
+    fitted = build_old_classifier(BCTConfig(**{**PAPER, "fit_synthesized": True}), make_ctx(old, data),
+                                  OldEmbeddings(old))
+    assert torch.equal(fitted.weight[:2], plain.weight[:2]) and torch.equal(fitted.bias[:2], plain.bias[:2])
+    assert not torch.allclose(fitted.weight[2:], plain.weight[2:])
+    feats = old.embed(data.load_images(list(range(len(data))))).detach()
+    targets = fitted.targets(torch.as_tensor(data.labels))
+
+    def mean_accuracy(clf):
+        return (clf(feats).argmax(1) == targets).float().mean().item()
+
+    assert mean_accuracy(fitted) >= mean_accuracy(plain)
+    report = fitted.report
+    assert report["rows"] == ["0", "1", "2", "3"] and report["synthesized"] == [False, False, True, True]
+    assert len(report["accuracy_before_fit"]) == 4
+    per_row = [(fitted(feats).argmax(1)[targets == r] == r).float().mean().item() for r in range(4)]
+    assert report["accuracy_on_old_embeddings"] == pytest.approx(per_row, abs=1e-4)
+    assert "fitted synthesized rows" in describe_fit(report, fitted=True)
+
+
+def test_describe_fit_names_the_rows_the_old_classifier_mislabels():
+    report = {"rows": ["shirt", "shoe"], "accuracy_on_old_embeddings": [0.2, 0.9]}
+    line = describe_fit(report, fitted=False)
+    assert "'shirt' 20%" in line and "shoe" not in line and "--fit-synthesized" in line
+    assert "--fit-synthesized" not in describe_fit({"rows": ["a"], "accuracy_on_old_embeddings": [0.8]}, False)
 
 # -- dimensions -------------------------------------------------------------------------------------
 def test_align_dim_policies():

@@ -242,6 +242,27 @@ def test_cli_plugins_list_respects_load_plugins_env(tmp_path):
     assert fake["loaded"] is False and fake["error"] is None
 
 
+BAD_CONFIG_SOURCE = (
+    "from compat_core.hookspecs import hookimpl\n\n"
+    "@hookimpl\n"
+    "def compat_register_methods(register):\n"
+    "    register('badconfig', config='compat_core.methods.configs:NoSuchConfig', factory='x:y')\n"
+)
+
+
+def test_cli_survives_a_method_whose_config_cannot_be_imported(tmp_path):
+    make_dist(tmp_path, BAD_CONFIG_SOURCE)
+    listed = run_cli(["plugins", "list", "--json"], tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    fake = {item["name"]: item for item in json.loads(listed.stdout)}["fakeplug"]
+    assert "method 'badconfig'" in fake["error"] and "NoSuchConfig" in fake["error"]
+    helped = run_cli(["train", "--help"], tmp_path)
+    assert helped.returncode == 0, helped.stderr
+    assert "baseline" in helped.stdout and "badconfig" not in helped.stdout
+    assert "Traceback" not in helped.stdout + helped.stderr
+    assert "compat: plugin fakeplug is broken" in helped.stderr
+
+
 def test_cli_help_works_with_broken_plugin(tmp_path):
     make_dist(tmp_path, BROKEN_SOURCE)
     result = run_cli(["--help"], tmp_path)

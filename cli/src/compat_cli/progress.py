@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from compat_core.engine.reporting import Reporter, _fmt
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
@@ -20,6 +21,9 @@ class RichReporter(Reporter):
         self.progress.start()
         total = (info["epochs"] - info["start_epoch"]) * info["steps_per_epoch"]
         self.task = self.progress.add_task("train", total=total, epoch=info["start_epoch"] + 1, terms="")
+
+    def note(self, line: str) -> None:
+        self.progress.console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
 
     def step(self, epoch, step, steps, terms, images_per_sec) -> None:
         self.progress.update(self.task, advance=1, epoch=epoch + 1,

@@ -140,6 +140,14 @@ class PluginHost:
         self.registries[kind].add(Entry(kind, name, info.distribution, summary, options))
         info.provides.append(f"{kind}:{name}")
 
+    def mark_broken(self, distribution: str, error: str) -> None:
+        """Record that part of a loaded plugin failed after registration (e.g. a method whose config class
+        cannot be imported): ``compat plugins list`` shows the error and the rest keeps working."""
+        for info in self.plugins:
+            if info.distribution == distribution:
+                info.error = error if not info.error else f"{info.error}; {error}"
+        print(f"compat: plugin {distribution} is broken ({error})", file=sys.stderr)
+
     # -- queries -------------------------------------------------------------------------------
     def register_commands(self, app: Any) -> None:
         self.pm.hook.compat_register_commands(app=app)

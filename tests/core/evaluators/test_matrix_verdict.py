@@ -30,3 +30,10 @@ def test_criterion_is_strict_and_gain_is_undefined_without_spread():
     assert verdict["top1"]["compatible"] is False  # equal is not better
     assert verdict["top1"]["gain"] is None  # new/new == old/old: no spread to divide by
     assert verdict["mAP"]["compatible"] is True and verdict["compatible"] is False
+
+
+def test_gain_is_undefined_when_the_new_model_is_worse_than_the_old():
+    # new/new below old/old: (0.1 - 0.874) / (0.870 - 0.874) would be a meaningless 193
+    values = {("a", "a"): (0.874, 0.85), ("a", "b"): (0.1, 0.1), ("b", "a"): (0.1, 0.1), ("b", "b"): (0.870, 0.81)}
+    (verdict,) = compatibility(["a", "b"], rows(values))
+    assert verdict["top1"]["gain"] is None and verdict["mAP"]["gain"] is None

@@ -21,7 +21,12 @@ def build(host) -> typer.Typer:
     app = typer.Typer(help="Train a model with a registered method (see `compat plugins list`).",
                       no_args_is_help=True)
     for entry in host.methods:
-        app.command(entry.name, help=entry.summary)(_method_command(entry))
+        try:
+            command = _method_command(entry)
+        except Exception as exc:  # one plugin's bad registration must not take the CLI down
+            host.mark_broken(entry.distribution, f"method {entry.name!r}: {type(exc).__name__}: {exc}")
+            continue
+        app.command(entry.name, help=entry.summary)(command)
     return app
 
 

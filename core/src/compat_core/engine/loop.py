@@ -94,6 +94,8 @@ class _Trainer:
         self.reporter.start(run_dir=str(self.run_dir), method=self.method_name, epochs=cfg.epochs,
                             start_epoch=start_epoch, steps_per_epoch=self.plan.steps_per_epoch,
                             num_images=len(data), device=str(self.device))
+        for note in getattr(self.method, "notes", ()):
+            self.reporter.note(note)
         for epoch in range(start_epoch, cfg.epochs):
             self._train_epoch(epoch)
         if self.dist.is_main:

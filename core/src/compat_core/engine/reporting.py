@@ -19,6 +19,10 @@ class Reporter:
         self._print(f"compat: training {method} -> {run_dir}: {num_images} images, {epochs} epochs x "
                     f"{steps_per_epoch} steps on {device}{resumed}")
 
+    def note(self, line: str) -> None:
+        """A message of the method about its inputs, printed once at the start."""
+        self._print(f"  note: {line}")
+
     def step(self, epoch: int, step: int, steps: int, terms: dict[str, float], images_per_sec: float) -> None:
         if self.every and (step + 1) % self.every == 0:
             self._print(f"  epoch {epoch + 1} step {step + 1}/{steps} " + _fmt(terms)

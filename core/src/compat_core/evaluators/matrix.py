@@ -1,7 +1,8 @@
 """``compat eval matrix``: every (query, gallery) pair of several model generations.
 
 For each later run against each earlier one it states the BCT criterion M(new, old) > M(old, old)
-(Shen et al., CVPR 2020) and the update gain (M(new, old) - M(old, old)) / (M(new, new) - M(old, old)).
+(Shen et al., CVPR 2020) and the update gain (M(new, old) - M(old, old)) / (M(new, new) - M(old, old)),
+defined only when the new model improves on the old one (M(new, new) > M(old, old)).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def compatibility(runs: list[str], results: list[dict]) -> list[dict]:
                 spread = new_new - old_old
                 entry[metric] = {"old_old": old_old, "new_old": new_old, "new_new": new_new,
                                  "compatible": new_old > old_old,
-                                 "gain": (new_old - old_old) / spread if abs(spread) > 1e-12 else None}
+                                 # the gain measures how much of an improvement carries over: with no
+                                 # improvement (new/new <= old/old) it is undefined, not a huge number
+                                 "gain": (new_old - old_old) / spread if spread > 1e-12 else None}
             entry["compatible"] = all(entry[m]["compatible"] for m in CRITERION_METRICS)
             verdicts.append(entry)
     return verdicts

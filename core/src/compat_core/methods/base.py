@@ -102,6 +102,9 @@ class Method(nn.Module):
         super().__init__()
         self.config = config
         self.ctx = ctx
+        #: Lines the engine prints once when training starts (rank 0 only): what the method found in
+        #: its inputs that the user should know, e.g. an old classifier that mislabels old embeddings.
+        self.notes: list[str] = []
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

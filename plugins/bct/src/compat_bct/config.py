@@ -42,22 +42,33 @@ class BCTConfig(OldEmbeddingOptions):
         "ce", description="ce: one-hot CE of the old classifier on the new embedding (the paper); lwf: soft targets "
         "= softmax of the old classifier on the old embedding (OpenBCT --lwf).")
     synthesize: Literal["new-only", "all"] = Field(
-        "new-only", description="new-only: real old-head rows for classes the old model knows, synthesized rows "
-        "(mean of L2-normalised old embeddings) for new classes (the paper); all: synthesize every row and ignore "
-        "the old head (OpenBCT -g, MixBCT, BT^2).")
+        "all", description="all (default): one row per training class built from the old model's embeddings, the old "
+        "head unused (OpenBCT -g, MixBCT, BT^2); new-only: the old head's rows for the classes the old model knows "
+        "plus synthesized rows for new classes (the paper).")
     label_map: str | None = Field(
         None, description="JSON file {new_class_name: old_class_name} naming which old-head row serves each new "
-        "class. Default: classes with identical names share a row.")
+        "class, with --synthesize new-only. Default: classes with identical names share a row.")
     normalize_synthesized: bool = Field(False, description="L2-normalise synthesized rows (MixBCT does; OpenBCT and BT^2 do not).")
     scale_synthesized: bool = Field(
-        True, description="Rescale synthesized rows to the mean norm of the real old rows (default: on; unscaled rows "
-        "have norm <= 1 beside real rows of norm ~several, so new classes barely register through the old head; "
-        "--no-scale-synthesized gives the paper's unscaled rows).")
+        True, description="With --synthesize new-only: rescale synthesized rows to the mean norm of the real old rows "
+        "before any fit (default: on; matters for linear logits, where unscaled rows of norm <= 1 beside longer real "
+        "rows barely register; --no-scale-synthesized gives the paper's unscaled rows).")
+    fit_synthesized: bool = Field(
+        True, description="Fit the synthesized rows (and their biases under linear logits) by softmax regression on "
+        "the old model's embeddings of the training data, real rows frozen, starting from the class means, so that "
+        "the old classifier labels the old model's own embeddings correctly (default: on). --no-fit-synthesized "
+        "keeps the class means (the paper), which can claim an old class's region when the old model embeds "
+        "unseen classes near it.")
+    fit_weight_decay: float = Field(
+        1e-3, ge=0, description="L2 penalty on fitted rows under linear logits (cosine logits ignore row norms), "
+        "keeping them a few times the real rows' norm; 0 lets separable classes grow without bound.")
     normalized_classifier: bool = Field(
-        False, description="Score the new embedding with cosine logits influence_scale * cos(f, w) whatever the old "
-        "head (OpenBCT's 'normed classifier'). Default: follow the old head: linear -> W f + b, "
-        "normface/cosface/arcface -> s * cos(f, w) with the old head's scale and no margin.")
-    influence_scale: float = Field(30.0, gt=0, description="Scale s of the cosine logits when normalized_classifier is on (NormFace's 30).")
+        True, description="Score the new embedding with cosine logits influence_scale * cos(f, w) whatever the old "
+        "head (OpenBCT's 'normed classifier'; default: on). --no-normalized-classifier follows the old head: "
+        "linear -> W f + b, normface/cosface/arcface -> s * cos(f, w) with the old head's scale and no margin.")
+    influence_scale: float = Field(
+        4.0, gt=0, description="Scale s of the cosine logits of normalized_classifier (default 4: a soft softmax "
+        "that keeps new embeddings near the old class regions; NormFace's 30 separated them off the old gallery).")
 
 
 class L2Config(OldEmbeddingOptions):

@@ -27,6 +27,7 @@ from compat_bct.losses import (
 )
 from compat_bct.old_classifier import build_old_classifier
 from compat_bct.old_embeddings import OldEmbeddings, align_dim, check_dims
+from compat_bct.row_fit import describe_fit
 
 
 class _AgainstOld(Method):
@@ -65,10 +66,12 @@ class _AgainstOld(Method):
 class BCT(_AgainstOld):
     """BCT (Shen et al., CVPR 2020): ``CE(new head) + influence_weight * CE(old classifier(f), y)``.
 
-    The old classifier keeps the old head's rows for the classes it knows and appends synthesized rows
-    (class means of normalised old embeddings) for new classes; it scores the new embedding the way
-    the old head scored old ones (linear: ``W f + b``; normface/cosface/arcface: ``s cos(f, w)``
-    without margin), or with cosine logits of scale ``influence_scale`` under ``normalized_classifier``.
+    By default every row of the old classifier is synthesized from the old model's embeddings (class
+    means of normalised old embeddings) and then fitted to them, and the new embedding is scored with
+    cosine logits of scale ``influence_scale`` (4). The paper's recipe (``synthesize="new-only"``,
+    ``fit_synthesized=False``, ``normalized_classifier=False``) keeps the old head's rows for the
+    classes it knows, appends class-mean rows for new classes and scores the way the old head did
+    (linear: ``W f + b``; normface/cosface/arcface: ``s cos(f, w)`` without margin).
     """
 
     config_class = BCTConfig
@@ -76,6 +79,10 @@ class BCT(_AgainstOld):
     def __init__(self, config: BCTConfig, ctx: MethodContext):
         super().__init__(config, ctx)
         self.old_classifier = build_old_classifier(config, ctx, self.old_embeddings, ctx.method_name)
+        report = self.old_classifier.report
+        if report:  # recorded in model.json, and told: how well the rows describe the old space
+            self.model.spec.extra["old_classifier"] = report
+            self.notes.append(describe_fit(report, fitted=config.fit_synthesized))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.model(batch.images, batch.targets)

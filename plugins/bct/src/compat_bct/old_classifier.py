@@ -2,8 +2,11 @@
 
 The paper's recipe (confirmed by the OpenBCT maintainer in openBCT#1): keep the old classifier's
 rows for the classes it knows and append, for each new class, a synthesized row = the mean of the
-L2-normalised old-model embeddings of that class's training images. ``synthesize="all"`` instead
-synthesizes a row for every training class and ignores the old head (OpenBCT ``-g``, MixBCT, BT^2).
+L2-normalised old-model embeddings of that class's training images. ``synthesize="all"`` (our
+default) synthesizes a row for every training class and ignores the old head (OpenBCT ``-g``,
+MixBCT, BT^2). ``fit_synthesized`` (our default) then fits the synthesized rows to the old
+embeddings (:mod:`compat_bct.row_fit`), so that the old classifier labels the old model's own
+embeddings correctly.
 
 Rows are matched by class *name* (``"3"`` of the old run = ``"3"`` of the new data), or through an
 explicit label-map JSON ``{new_class_name: old_class_name}``. The synthesis runs the old model once
@@ -17,6 +20,8 @@ import torch.nn.functional as F
 from compat_core.data.label_map import read_label_map
 from compat_core.errors import CompatError
 from torch import nn
+
+from compat_bct.row_fit import fit_and_measure
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,6 +139,11 @@ def build_old_classifier(config, ctx, old_embeddings, method: str = "bct") -> Ol
                           f"cannot be reused. Pass --synthesize all to build the whole old classifier from old "
                           f"embeddings.")
     label_map = None
+    if config.label_map and config.synthesize == "all":
+        raise CompatError(f"`compat train {method}`: --label-map {config.label_map} names which old-head row serves "
+                          f"each new class, but --synthesize all (the default) builds every row from old embeddings "
+                          f"and uses no old-head row. Pass --synthesize new-only to reuse the old head's rows, or "
+                          f"drop --label-map.")
     if config.label_map:
         label_map = read_label_map(config.label_map, new_classes, old_classes)
     old_weight = None if head is None else head.weight.detach()
@@ -144,9 +154,10 @@ def build_old_classifier(config, ctx, old_embeddings, method: str = "bct") -> Ol
     needs_synthesis = config.synthesize == "all" or any(
         (label_map is not None and name not in label_map) or (label_map is None and name not in old_row)
         for name in new_classes)
+    features = labels = None
     if needs_synthesis:
-        features = old_embeddings.of_dataset(ctx.data)
-        labels = torch.as_tensor(ctx.data.labels, dtype=torch.long)
+        features = old_embeddings.of_dataset(ctx.data)  # on the old model's device: the fit runs there
+        labels = torch.as_tensor(ctx.data.labels, dtype=torch.long, device=features.device)
         means, _ = class_means(features, labels, len(new_classes))
     else:
         means = torch.zeros(len(new_classes), old_embeddings.dim)
@@ -154,10 +165,30 @@ def build_old_classifier(config, ctx, old_embeddings, method: str = "bct") -> Ol
         new_classes=new_classes, old_classes=old_classes, old_weight=None if old_weight is None else old_weight.cpu(),
         old_bias=None if old_bias is None else old_bias.cpu(), means=means.cpu(), synthesize=config.synthesize,
         label_map=label_map, normalize=config.normalize_synthesized, scale_to_real=config.scale_synthesized)
+    kind, scale = scoring(config, old.spec.head or {})
+    report = None
+    if features is not None:
+        weight, bias, report = fit_and_measure(
+            features, target_rows.to(labels.device)[labels], weight, bias, synthesized, fit=config.fit_synthesized,
+            kind=kind, scale=scale, weight_decay=config.fit_weight_decay)
+        report = {"rows": _row_names(old_classes, new_classes, target_rows, synthesized),
+                  "synthesized": synthesized.tolist(), **report}
+    clf = OldClassifier(weight, bias, target_rows, synthesized, kind=kind, scale=scale)
+    clf.report = report
+    return clf
+
+
+def scoring(config, old_head: dict) -> tuple[str, float]:
+    """How the influence loss scores an embedding: ``("linear", 1)`` or ``("cosine", scale)``."""
+    head_type = old_head.get("type", "linear")
     if config.normalized_classifier:
-        kind, scale = "cosine", config.influence_scale
-    elif head_type == "linear":
-        kind, scale = "linear", 1.0
-    else:
-        kind, scale = "cosine", float(old.spec.head.get("scale") or 30.0)
-    return OldClassifier(weight, bias, target_rows, synthesized, kind=kind, scale=scale)
+        return "cosine", config.influence_scale
+    if head_type == "linear":
+        return "linear", 1.0
+    return "cosine", float(old_head.get("scale") or 30.0)
+
+
+def _row_names(old_classes: list[str], new_classes: list[str], target_rows: torch.Tensor,
+               synthesized: torch.Tensor) -> list[str]:
+    new_of_row = {int(row): new_classes[c] for c, row in enumerate(target_rows.tolist())}
+    return [new_of_row.get(r, "") if bool(synthesized[r]) else old_classes[r] for r in range(len(synthesized))]

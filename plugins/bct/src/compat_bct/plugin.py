@@ -12,7 +12,8 @@ _LOSSES = "compat_bct.losses"
 @hookimpl
 def compat_register_methods(register):
     register("bct", config=f"{_CONFIGS}:BCTConfig", factory=f"{_METHODS}:BCT",
-             summary="BCT (Shen et al. 2020): CE + lambda * influence loss through the (real + synthesized) old classifier.")
+             summary="BCT (Shen et al. 2020): CE + lambda * influence loss through the old classifier "
+                     "(synthesized from old embeddings and fitted to them by default).")
     register("l2", config=f"{_CONFIGS}:L2Config", factory=f"{_METHODS}:L2",
              summary="CE + w * L2 regression of normalised new onto old embeddings (hinge threshold: weakened L2).")
     register("triplet", config=f"{_CONFIGS}:TripletConfig", factory=f"{_METHODS}:Triplet",
