@@ -56,6 +56,31 @@ def test_precedence_defaults_file_set_flags(tmp_path):
     assert isinstance(own, WeightedConfig)
 
 
+class AdamConfig(MethodConfig):
+    common_defaults = {"optimizer": "adamw", "lr": 5e-4}
+
+
+def test_method_common_defaults_sit_between_defaults_and_the_config_file(tmp_path):
+    common, _ = resolve_config("adam", AdamConfig, flags=REQUIRED)
+    assert (common.optimizer, common.lr, common.momentum) == ("adamw", 5e-4, 0.9)
+    config = write_yaml(tmp_path / "c.yaml", {"lr": 0.01})
+    common, _ = resolve_config("adam", AdamConfig, config_file=config, flags=REQUIRED)
+    assert (common.optimizer, common.lr) == ("adamw", 0.01)  # the file beats the method's default
+    common, _ = resolve_config("adam", AdamConfig, set_options=["optimizer=sgd"], flags={**REQUIRED, "lr": 0.2})
+    assert (common.optimizer, common.lr) == ("sgd", 0.2)
+    assert resolve_config("baseline", BaselineConfig, flags=REQUIRED)[0].optimizer == "sgd"  # others unchanged
+
+
+@pytest.mark.parametrize("defaults, message", [
+    ({"learning_rate": 0.1}, "learning_rate, which are not common training options"),
+    ({"lr": "fast"}, "invalid common_defaults (lr:"),
+])
+def test_bad_common_defaults_blame_the_plugin(defaults, message):
+    bad = type("BadConfig", (MethodConfig,), {"common_defaults": defaults})
+    with pytest.raises(CompatError, match=re.escape(message)):
+        resolve_config("bad", bad, flags=REQUIRED)
+
+
 def test_method_fields_and_common_fields_are_split():
     common, own = resolve_config("weighted", WeightedConfig, set_options=["weight=4", "tag=x"], flags=REQUIRED)
     assert own.model_dump() == {"weight": 4.0, "tag": "x"}

@@ -77,3 +77,22 @@ def test_auto_uses_the_policy_a_model_recorded_and_otherwise_refuses():
     assert ga.shape == (4, 6)
     with pytest.raises(CompatError, match="--align truncate"):
         align_dims(feature_set(6), feature_set(4))
+
+
+def test_logits_of_a_model_trained_on_some_classes_carry_their_column_classes(tmp_path):
+    from compat_core.data import open_dataset
+    from compat_core.evaluators.regression import load_logit_file
+    from compat_core.features import extract
+    from compat_core.models.embedding import EmbeddingModel, ModelSpec
+
+    model = EmbeddingModel(ModelSpec(backbone="test_resnet", embedding_dim=8, num_classes=3, classes=["2", "5", "7"]))
+    data = open_dataset("digits", "test", 16).subset(np.arange(12))
+    feats = extract(model, data, with_logits=True, model_ref=str(tmp_path / "gone-run"))
+    assert feats.logits.shape == (12, 3) and feats.logit_classes == ["2", "5", "7"]
+    path = save(tmp_path / "old.npz", feats)
+    assert load(path).logit_classes == ["2", "5", "7"]
+    # the file alone says which class each column is: its run directory no longer exists, and the
+    # data's ten class names would not match the three columns
+    assert load_logit_file(str(path)).classes == ["2", "5", "7"]
+    plain = save(tmp_path / "plain.npz", extract(model, data))
+    assert "logit_classes" not in np.load(plain).files

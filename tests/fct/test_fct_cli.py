@@ -187,6 +187,18 @@ def test_help_lists_the_options(capsys, monkeypatch):
     for flag in ("--new", "--side-info", "--old-features", "--freeze-bn-second-half", "--uncertainty-weight",
                  "--disc-label-smoothing", "--mixer-width"):
         assert flag in output
+    # the paper's optimizer is the method's default for the common options, and help says so
+    assert "[default for this method: adamw]" in output and "[default for this method: 0.0005]" in output
+    assert "[default: 0.9]" in output  # common options the method leaves alone keep theirs
+
+
+def test_fct_methods_default_to_the_papers_optimizer():
+    from compat_core.config import resolve_config
+    from compat_fct.config import FastFillConfig, FCTConfig
+
+    for config_cls in (FCTConfig, FastFillConfig):
+        common, _ = resolve_config("fct", config_cls, flags={"data": "digits", "out": "x", "new": "runs/new"})
+        assert (common.optimizer, common.lr, common.weight_decay) == ("adamw", 5e-4, 2 ** -15)
 
 
 def test_plugins_show_marks_required_options(capsys):

@@ -18,15 +18,19 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 
-def model_parameters(model: type[BaseModel], panel: str, skip: set[str] = frozenset()) -> list[inspect.Parameter]:
-    """One keyword parameter with a ``typer.Option`` (or ``typer.Argument``) per model field."""
+def model_parameters(model: type[BaseModel], panel: str, skip: set[str] = frozenset(),
+                     defaults: dict[str, Any] | None = None) -> list[inspect.Parameter]:
+    """One keyword parameter with a ``typer.Option`` (or ``typer.Argument``) per model field;
+    ``defaults`` replaces shown defaults (a method's ``common_defaults``)."""
+    defaults = defaults or {}
     params = []
     for name, field in model.model_fields.items():
         if name in skip:
             continue
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         py_type, is_flag = _cli_type(field.annotation)
-        help_text = (field.description or "") + _default_text(field)
+        help_text = (field.description or "") + (
+            _shown_default(defaults[name]) if name in defaults else _default_text(field))
         if extra.get("positional"):
             info = typer.Argument(help=help_text, show_default=False)
         else:
@@ -56,6 +60,10 @@ def given(values: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
 def _flag_name(name: str, is_flag: bool) -> str:
     flag = "--" + name.replace("_", "-")
     return f"{flag}/--no-{flag[2:]}" if is_flag else flag
+
+
+def _shown_default(value: Any) -> str:
+    return rf" \[default for this method: {value}]"
 
 
 def _default_text(field) -> str:

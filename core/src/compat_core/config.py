@@ -11,7 +11,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -68,7 +68,13 @@ class MethodConfig(Options):
         ...     weight: float = Field(1.0, description="Weight of my loss term.")
         >>> MyConfig(weight=2).weight
         2.0
+
+    ``common_defaults`` sets the method's own defaults for common options (FCT trains its small
+    transformation with AdamW at 5e-4, not SGD at 0.1); the config file, ``--set`` and flags still
+    override them, and ``compat train METHOD --help`` shows them.
     """
+
+    common_defaults: ClassVar[dict[str, Any]] = {}
 
 
 class TrainConfig(Options):
@@ -155,9 +161,11 @@ def resolve_config(method_name: str, method_config_cls: type[MethodConfig], *, c
                    ) -> tuple[TrainConfig, MethodConfig]:
     """Merge defaults < config file < --set < explicit flags into validated configs.
 
-    ``flags`` holds only the options the user typed (``None`` values are ignored).
+    ``flags`` holds only the options the user typed (``None`` values are ignored). The method's
+    ``common_defaults`` sit between the defaults and the config file.
     """
-    merged: dict[str, Any] = {}
+    check_common_defaults(method_name, method_config_cls)
+    merged: dict[str, Any] = dict(method_config_cls.common_defaults)
     if config_file:
         merged.update(load_config_file(config_file))
     text_keys = {name for model in (TrainConfig, method_config_cls)
@@ -180,6 +188,20 @@ def resolve_config(method_name: str, method_config_cls: type[MethodConfig], *, c
     common = {k: v for k, v in merged.items() if k in common_fields}
     own = {k: v for k, v in merged.items() if k in method_fields}
     return validate(TrainConfig, common), validate(method_config_cls, own)
+
+
+def check_common_defaults(method_name: str, method_config_cls: type[MethodConfig]) -> None:
+    """A plugin's ``common_defaults`` must name common options with valid values (a plugin defect otherwise)."""
+    unknown = sorted(set(method_config_cls.common_defaults) - set(TrainConfig.model_fields))
+    if unknown:
+        raise CompatError(f"method {method_name!r} sets common_defaults for {', '.join(unknown)}, which are not "
+                          f"common training options. The plugin must fix its config class.")
+    try:  # the required options get placeholders: only the method's values are checked
+        TrainConfig.model_validate({"data": "-", "out": "-", **method_config_cls.common_defaults})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CompatError(f"method {method_name!r} sets invalid common_defaults ({problems}). The plugin must fix "
+                          f"its config class.") from None
 
 
 def validate(model: type[BaseModel], values: dict[str, Any]) -> Any:

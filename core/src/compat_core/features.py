@@ -1,7 +1,8 @@
 """Feature files: embeddings of a model on a dataset, saved as ``.npz`` and accepted by every evaluator.
 
 Arrays: ``features`` (N, D) float32, ``labels`` (N,) int64, ``index`` (N,) int64, and the strings
-``model``, ``data``, ``split`` (which tell evaluators whether two files cover the same images).
+``model``, ``data``, ``split`` (which tell evaluators whether two files cover the same images); with
+``--logits``, ``logits`` (N, C) and ``logit_classes`` (C names: the model's classes, in column order).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class FeatureSet:
     split: str = ""
     classes: list[str] = field(default_factory=list)
     logits: np.ndarray | None = None
+    logit_classes: list[str] = field(default_factory=list)  # the class of each logit column (the model's)
     dim_policy: str = ""  # how the model meets an old model of another dimension: truncate | zero-pad
 
     def same_images_as(self, other: FeatureSet) -> bool:
@@ -61,6 +63,7 @@ def extract(model, dataset, *, batch_size: int = 256, device: str = "cpu", with_
         labels=np.asarray(dataset.labels, dtype=np.int64), index=np.asarray(dataset.base_indices, dtype=np.int64),
         model=model_ref, data=data_ref, split=split, classes=list(dataset.classes),
         logits=torch.cat(logits).numpy() if logits else None,
+        logit_classes=[str(c) for c in model.spec.classes] if logits else [],
         dim_policy=str(model.spec.extra.get("dim_policy", "")))
 
 
@@ -70,6 +73,8 @@ def save(path: str | Path, feats: FeatureSet) -> Path:
               "classes": np.array(feats.classes, dtype=str), "dim_policy": np.array(feats.dim_policy)}
     if feats.logits is not None:
         arrays["logits"] = feats.logits.astype(np.float32)
+        if feats.logit_classes:  # a model trained on some classes: its columns are not the data's classes
+            arrays["logit_classes"] = np.array(feats.logit_classes, dtype=str)
 
     def writer(tmp: Path) -> None:
         with open(tmp, "wb") as handle:  # a file handle stops numpy from appending another .npz
@@ -95,7 +100,8 @@ def load(path: str | Path) -> FeatureSet:
                           f"(need N x D and N).")
     text = {k: str(arrays[k]) if k in arrays else "" for k in ("model", "data", "split", "dim_policy")}
     return FeatureSet(features, labels, arrays.get("index", np.arange(len(labels))).astype(np.int64),
-                      classes=[str(c) for c in arrays.get("classes", [])], logits=arrays.get("logits"), **text)
+                      classes=[str(c) for c in arrays.get("classes", [])], logits=arrays.get("logits"),
+                      logit_classes=[str(c) for c in arrays.get("logit_classes", [])], **text)
 
 
 def features_of(source: str, *, data: str | None, split: str, batch_size: int = 256, device: str = "cpu",

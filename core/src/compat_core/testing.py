@@ -12,7 +12,8 @@ Use it from the plugin's test suite::
 The checks: the plugin registers cleanly next to core's built-in plugin; its option names do not
 clash with the common training options; its config schema round-trips through YAML; one training
 step on a tiny model and tiny data gives finite named loss terms with ``total``; a one-epoch run
-exports a model that loads and embeds. Everything runs on the CPU in seconds (timm's ``test_resnet``
+exports a model that loads and embeds; a two-epoch run killed after its first epoch and resumed ends
+with exactly the weights of an uninterrupted one (the method's state survives ``--resume``). Everything runs on the CPU in seconds (timm's ``test_resnet``
 on scikit-learn's bundled digits).
 """
 
@@ -119,6 +120,50 @@ def check_export(method: str, common: TrainConfig, own: MethodConfig) -> None:
     assert out.embedding.shape[0] == 2 and torch.isfinite(out.embedding).all()
 
 
+class _Killed(BaseException):
+    """Stands in for SIGKILL; a BaseException so nothing in the engine can swallow it."""
+
+
+def check_resume(method: str, common: TrainConfig, own: MethodConfig) -> None:
+    """Two epochs uninterrupted against one epoch, a kill, and ``--resume``: identical exported weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from compat_core.engine import loop, train
+
+    base = Path(common.out)
+    full = common.model_copy(update={"out": str(base.with_name(base.name + "-full")), "epochs": 2})
+    killed = full.model_copy(update={"out": str(base.with_name(base.name + "-killed"))})
+    original = loop._Trainer._train_epoch
+
+    def dies_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise _Killed()
+        return original(self, epoch)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one intra-op thread: CPU kernels are run-to-run deterministic
+    try:
+        train(method, full, own)
+        loop._Trainer._train_epoch = dies_in_second_epoch
+        try:
+            train(method, killed, own)
+        except _Killed:
+            pass
+        finally:
+            loop._Trainer._train_epoch = original
+        assert not (Path(killed.out) / "model.safetensors").exists(), "the killed run should not have finished"
+        train(method, killed, own, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    expected = load_file(Path(full.out) / "model.safetensors")
+    resumed = load_file(Path(killed.out) / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    differing = [k for k in expected if not torch.equal(expected[k], resumed[k])]
+    assert not differing, (f"a run resumed after epoch 1 differs from the uninterrupted run in {differing[:3]}: "
+                           f"state the method keeps outside registered buffers is lost on --resume")
+
+
 def train_old_model(tmp_path: Path, classes: str = "0-4", seed: int = 1) -> str:
     """A tiny baseline old model for methods that need ``--old``."""
     from compat_core.engine import train
@@ -148,3 +193,4 @@ def run_conformance(plugin: Any, method: str, tmp_path: str | Path, *, needs_old
         common, own = resolve_config(method, config_cls, flags=flags)
         check_one_step(method, common, own)
         check_export(method, common, own)
+        check_resume(method, common, own)

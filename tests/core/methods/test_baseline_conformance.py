@@ -25,3 +25,30 @@ def test_kit_rejects_a_method_whose_options_clash(tmp_path):
 
     with pytest.raises(AssertionError, match="clash"):
         run_conformance(ClashingPlugin(), "clash", tmp_path)
+
+
+def test_kit_rejects_a_method_whose_state_is_lost_on_resume(tmp_path):
+    import pytest
+    from compat_core.hookspecs import hookimpl
+    from compat_core.methods.baseline import Baseline
+    from compat_core.methods.configs import BaselineConfig
+
+    class ForgetfulBaseline(Baseline):
+        """Counts its steps in a plain attribute (not a registered buffer), so --resume restarts the count."""
+
+        def __init__(self, config, ctx):
+            super().__init__(config, ctx)
+            self.steps = 0
+
+        def forward(self, batch):
+            terms = super().forward(batch)
+            self.steps += 1
+            return {**terms, "total": terms["total"] * (1.0 + 0.1 * self.steps)}
+
+    class ForgetfulPlugin:
+        @hookimpl
+        def compat_register_methods(self, register):
+            register("forgetful", config=BaselineConfig, factory=ForgetfulBaseline, summary="loses state on resume")
+
+    with pytest.raises(AssertionError, match="resumed after epoch 1 differs"):
+        run_conformance(ForgetfulPlugin(), "forgetful", tmp_path)

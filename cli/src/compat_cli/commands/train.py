@@ -7,7 +7,7 @@ import os
 from typing import Annotated
 
 import typer
-from compat_core.config import TrainConfig
+from compat_core.config import TrainConfig, check_common_defaults
 from compat_core.errors import CompatError
 from rich.console import Console
 
@@ -36,7 +36,9 @@ def _method_command(entry):
     if clash:
         raise CompatError(f"method {entry.name!r} ({entry.distribution}) declares options that clash with the "
                           f"common ones: {', '.join(sorted(clash))}. The plugin must rename them.")
-    params = model_parameters(TrainConfig, COMMON_PANEL) + model_parameters(config_cls, f"{entry.name} options")
+    check_common_defaults(entry.name, config_cls)
+    params = (model_parameters(TrainConfig, COMMON_PANEL, defaults=config_cls.common_defaults)
+              + model_parameters(config_cls, f"{entry.name} options"))
     params += _run_control_parameters()
 
     def handler(**values):
