@@ -42,7 +42,7 @@ class BCTConfig(OldEmbeddingOptions):
         "ce", description="ce: one-hot CE of the old classifier on the new embedding (the paper); lwf: soft targets "
         "= softmax of the old classifier on the old embedding (OpenBCT --lwf).")
     synthesize: Literal["new-only", "all"] = Field(
-        "all", description="all (default): one row per training class built from the old model's embeddings, the old "
+        "all", description="all: one row per training class built from the old model's embeddings, the old "
         "head unused (OpenBCT -g, MixBCT, BT^2); new-only: the old head's rows for the classes the old model knows "
         "plus synthesized rows for new classes (the paper).")
     label_map: str | None = Field(
@@ -51,12 +51,12 @@ class BCTConfig(OldEmbeddingOptions):
     normalize_synthesized: bool = Field(False, description="L2-normalise synthesized rows (MixBCT does; OpenBCT and BT^2 do not).")
     scale_synthesized: bool = Field(
         True, description="With --synthesize new-only: rescale synthesized rows to the mean norm of the real old rows "
-        "before any fit (default: on; matters for linear logits, where unscaled rows of norm <= 1 beside longer real "
+        "before any fit (matters for linear logits, where unscaled rows of norm <= 1 beside longer real "
         "rows barely register; --no-scale-synthesized gives the paper's unscaled rows).")
     fit_synthesized: bool = Field(
         True, description="Fit the synthesized rows (and their biases under linear logits) by softmax regression on "
         "the old model's embeddings of the training data, real rows frozen, starting from the class means, so that "
-        "the old classifier labels the old model's own embeddings correctly (default: on). --no-fit-synthesized "
+        "the old classifier labels the old model's own embeddings correctly. --no-fit-synthesized "
         "keeps the class means (the paper), which can claim an old class's region when the old model embeds "
         "unseen classes near it.")
     fit_weight_decay: float = Field(
@@ -64,11 +64,11 @@ class BCTConfig(OldEmbeddingOptions):
         "keeping them a few times the real rows' norm; 0 lets separable classes grow without bound.")
     normalized_classifier: bool = Field(
         True, description="Score the new embedding with cosine logits influence_scale * cos(f, w) whatever the old "
-        "head (OpenBCT's 'normed classifier'; default: on). --no-normalized-classifier follows the old head: "
+        "head (OpenBCT's 'normed classifier'). --no-normalized-classifier follows the old head: "
         "linear -> W f + b, normface/cosface/arcface -> s * cos(f, w) with the old head's scale and no margin.")
     influence_scale: float = Field(
-        4.0, gt=0, description="Scale s of the cosine logits of normalized_classifier (default 4: a soft softmax "
-        "that keeps new embeddings near the old class regions; NormFace's 30 separated them off the old gallery).")
+        4.0, gt=0, description="Scale s of the cosine logits of normalized_classifier; 4 gives a soft softmax "
+        "that keeps new embeddings near the old class regions (NormFace's 30 separated them off the old gallery).")
 
 
 class L2Config(OldEmbeddingOptions):
