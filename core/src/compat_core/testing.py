@@ -13,8 +13,8 @@ The checks: the plugin registers cleanly next to core's built-in plugin; its opt
 clash with the common training options; its config schema round-trips through YAML; one training
 step on a tiny model and tiny data gives finite named loss terms with ``total``; a one-epoch run
 exports a model that loads and embeds; a two-epoch run killed after its first epoch and resumed ends
-with exactly the weights of an uninterrupted one (the method's state survives ``--resume``). Everything runs on the CPU in seconds (timm's ``test_resnet``
-on scikit-learn's bundled digits).
+with exactly the weights of an uninterrupted one (the method's state survives ``--resume``).
+Everything runs on the CPU in seconds (timm's ``test_resnet`` on scikit-learn's bundled digits).
 """
 
 from __future__ import annotations

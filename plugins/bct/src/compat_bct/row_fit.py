@@ -53,7 +53,8 @@ def fit_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
     norm): without it, separable classes drive the free rows' norms up without bound, and rows far
     longer than the real ones make the influence loss trivial to satisfy for the new classes.
 
-    Runs on the device of ``features`` (the old model's: a GPU makes ImageNet-size fits take seconds).
+    Runs on the device of ``features`` (the old model's): at most ``max_iter`` L-BFGS iterations, each a
+    few products of the (N, D) features with the (R, D) rows (3 s for 60,000 x 128 x 10 on a 2-core CPU).
     Returns ``(weight, bias)`` as new tensors on the CPU.
     """
     features, targets = features.float(), targets.long().to(features.device)
