@@ -44,7 +44,7 @@ def score(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, kind
 
 def fit_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
              free: torch.Tensor, *, kind: str = "linear", scale: float = 1.0, weight_decay: float = 1e-3,
-             max_iter: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+             max_iter: int = 200, chunk_logits: int = 2**25) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit the rows marked ``free`` (and, for linear logits, their biases) by full-batch L-BFGS on the
     softmax cross-entropy of ``features`` against ``targets``; the other rows stay as they are.
 
@@ -55,6 +55,8 @@ def fit_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
 
     Runs on the device of ``features`` (the old model's): at most ``max_iter`` L-BFGS iterations, each a
     few products of the (N, D) features with the (R, D) rows (3 s for 60,000 x 128 x 10 on a 2-core CPU).
+    The loss is summed over chunks of samples so that at most ``chunk_logits`` logits exist at once
+    (memory stays bounded for many classes; the cost is N x R x D per product whatever the chunking).
     Returns ``(weight, bias)`` as new tensors on the CPU.
     """
     features, targets = features.float(), targets.long().to(features.device)
@@ -62,6 +64,8 @@ def fit_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
     free = free.bool().to(features.device)
     if not bool(free.any()) or not len(features):
         return weight.cpu().clone(), bias.cpu().clone()
+    inputs = F.normalize(features, dim=1) if kind == "cosine" else features
+    n, step = len(inputs), max(1, chunk_logits // len(weight))
     free_w = weight[free].clone().requires_grad_(True)
     free_b = bias[free].clone().requires_grad_(kind == "linear")
     params = [free_w, free_b] if kind == "linear" else [free_w]
@@ -75,11 +79,21 @@ def fit_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         w, b = assembled()
-        loss = F.cross_entropy(score(features, w, b, kind, scale), targets)
+        rows = F.normalize(w, dim=1) if kind == "cosine" else w
+        total = inputs.new_zeros(())
+        for lo in range(0, n, step):  # gradients accumulate chunk by chunk over one shared graph of the rows
+            if kind == "cosine":
+                logits = scale * F.linear(inputs[lo:lo + step], rows)
+            else:
+                logits = F.linear(inputs[lo:lo + step], rows, b)
+            part = F.cross_entropy(logits, targets[lo:lo + step], reduction="sum") / n
+            part.backward(retain_graph=True)
+            total += part.detach()
         if kind == "linear" and weight_decay:
-            loss = loss + weight_decay * free_w.pow(2).sum()
-        loss.backward()
-        return loss
+            penalty = weight_decay * free_w.pow(2).sum()
+            penalty.backward()
+            total += penalty.detach()
+        return total
 
     with torch.enable_grad():
         optimizer.step(closure)
