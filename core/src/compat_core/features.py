@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from compat_core.errors import CompatError
-from compat_core.io import write_atomic
+from compat_core.io import read_npz, write_atomic
 
 
 @dataclass
@@ -67,7 +67,8 @@ def extract(model, dataset, *, batch_size: int = 256, device: str = "cpu", with_
         dim_policy=str(model.spec.extra.get("dim_policy", "")))
 
 
-def save(path: str | Path, feats: FeatureSet) -> Path:
+def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``feats`` atomically; ``extra`` adds arrays a plugin needs (e.g. FastFill's ``uncertainty``)."""
     arrays = {"features": feats.features.astype(np.float32), "labels": feats.labels, "index": feats.index,
               "model": np.array(feats.model), "data": np.array(feats.data), "split": np.array(feats.split),
               "classes": np.array(feats.classes, dtype=str), "dim_policy": np.array(feats.dim_policy)}
@@ -75,6 +76,7 @@ def save(path: str | Path, feats: FeatureSet) -> Path:
         arrays["logits"] = feats.logits.astype(np.float32)
         if feats.logit_classes:  # a model trained on some classes: its columns are not the data's classes
             arrays["logit_classes"] = np.array(feats.logit_classes, dtype=str)
+    arrays.update(extra or {})
 
     def writer(tmp: Path) -> None:
         with open(tmp, "wb") as handle:  # a file handle stops numpy from appending another .npz
@@ -85,15 +87,9 @@ def save(path: str | Path, feats: FeatureSet) -> Path:
 
 def load(path: str | Path) -> FeatureSet:
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise CompatError(f"{path} is not a readable .npz feature file ({exc}). Create one with "
-                          f"`compat features extract`.") from None
-    if "features" not in arrays or "labels" not in arrays:
-        raise CompatError(f"{path} lacks the arrays 'features' and 'labels' (has: {', '.join(arrays) or 'none'}). "
-                          f"A feature file needs features (N x D) and labels (N).")
+    arrays = read_npz(path, ("features", "labels"), what="feature file",
+                      unreadable_fix="Create one with `compat features extract`.",
+                      missing_fix="A feature file needs features (N x D) and labels (N).")
     features, labels = arrays["features"].astype(np.float32), arrays["labels"].astype(np.int64)
     if features.ndim != 2 or len(features) != len(labels):
         raise CompatError(f"{path}: features {features.shape} and labels {labels.shape} do not match "

@@ -10,6 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from compat_core.errors import CompatError
+
 # mkstemp creates 0600 files; artifacts get the mode a plain open() would give them (0666 & ~umask),
 # so that a team's shared run folders stay readable. Read once: os.umask can only be read by setting it.
 _UMASK = os.umask(0)
@@ -61,3 +65,23 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         handle.write(line.rstrip("\n") + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def read_npz(path: str | os.PathLike, required: tuple[str, ...], *, what: str, unreadable_fix: str,
+             missing_fix: str) -> dict[str, Any]:
+    """Every array of a ``.npz`` file (never unpickled), with a user-facing error when the file cannot be
+    read or lacks one of ``required``.
+
+    Example:
+        >>> read_npz("old.npz", ("features", "labels"), what="feature file",  # doctest: +SKIP
+        ...          unreadable_fix="Create one with `compat features extract`.", missing_fix="...")
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise CompatError(f"{path} is not a readable .npz {what} ({exc}). {unreadable_fix}") from None
+    if any(name not in arrays for name in required):
+        names = " and ".join(f"'{name}'" for name in required)
+        raise CompatError(f"{path} lacks the arrays {names} (has: {', '.join(arrays) or 'none'}). {missing_fix}")
+    return arrays

@@ -122,7 +122,7 @@ class PluginHost:
                 self.pm.unregister(plugin)
             info.error = str(exc)  # pluggy names the hook: "unknown hook 'compat_...' in plugin ..."
             info.loaded = False
-            print(f"compat: plugin {info.distribution} is broken ({info.error})", file=sys.stderr)
+            _warn_broken(info.distribution, info.error)
             self.plugins.append(info)
             return
         info.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
@@ -146,7 +146,7 @@ class PluginHost:
         for info in self.plugins:
             if info.distribution == distribution:
                 info.error = error if not info.error else f"{info.error}; {error}"
-        print(f"compat: plugin {distribution} is broken ({error})", file=sys.stderr)
+        _warn_broken(distribution, error)
 
     # -- queries -------------------------------------------------------------------------------
     def register_commands(self, app: Any) -> None:
@@ -154,6 +154,10 @@ class PluginHost:
 
     def load_old_model(self, source: str) -> Any:
         return self.pm.hook.compat_load_old_model(source=source)
+
+
+def _warn_broken(distribution: str, error: str) -> None:
+    print(f"compat: plugin {distribution} is broken ({error})", file=sys.stderr)
 
 
 def _allowed_distributions() -> set[str] | None:

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from compat_core.config import Options
 from compat_core.errors import CompatError
+from compat_core.io import read_npz
 
 
 class RegressionOptions(Options):
@@ -120,15 +121,10 @@ def load_logit_file(path: str) -> Scores:
     if not Path(path).is_file():
         raise CompatError(f"{path}: no such logit file. Create it with `compat features extract --model RUN "
                           f"--data DATA --logits --out {path}`.")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise CompatError(f"{path} is not a readable .npz file ({exc}). Create it with `compat features "
-                          f"extract --logits`.") from None
-    if "logits" not in arrays or "labels" not in arrays:
-        raise CompatError(f"{path} lacks the arrays 'logits' and 'labels' (has: {', '.join(arrays) or 'none'}). "
-                          f"Extract it with `compat features extract --logits`, or save logits (N x C) and labels (N).")
+    arrays = read_npz(path, ("logits", "labels"), what="file",
+                      unreadable_fix="Create it with `compat features extract --logits`.",
+                      missing_fix="Extract it with `compat features extract --logits`, or save logits (N x C) and "
+                      "labels (N).")
     logits, labels = arrays["logits"], arrays["labels"]
     if logits.ndim != 2 or labels.ndim != 1 or len(logits) != len(labels) or not logits.shape[1]:
         raise CompatError(f"{path}: logits {logits.shape} and labels {labels.shape} do not match (need N x C "

@@ -21,7 +21,7 @@ from compat_core.data.label_map import read_label_map
 from compat_core.errors import CompatError
 from torch import nn
 
-from compat_bct.row_fit import fit_and_measure
+from compat_bct.row_fit import fit_and_measure, score
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,9 +67,7 @@ class OldClassifier(nn.Module):
         self.kind, self.scale = kind, float(scale)
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        if self.kind == "cosine":
-            return self.scale * F.linear(F.normalize(embedding.float(), dim=1), F.normalize(self.weight, dim=1))
-        return F.linear(embedding.float(), self.weight, self.bias)
+        return score(embedding.float(), self.weight, self.bias, self.kind, self.scale)
 
     def targets(self, labels: torch.Tensor) -> torch.Tensor:
         return self.target_rows[labels]

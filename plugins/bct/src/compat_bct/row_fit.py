@@ -37,6 +37,7 @@ def row_accuracy(features: torch.Tensor, targets: torch.Tensor, weight: torch.Te
 
 
 def score(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
+    """Logits of the old classifier: ``scale * cos(f, w)`` (``kind="cosine"``) or ``W f + b``."""
     if kind == "cosine":
         return scale * F.linear(F.normalize(features, dim=1), F.normalize(weight, dim=1))
     return F.linear(features, weight, bias)
@@ -64,8 +65,7 @@ def fit_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
     free = free.bool().to(features.device)
     if not bool(free.any()) or not len(features):
         return weight.cpu().clone(), bias.cpu().clone()
-    inputs = F.normalize(features, dim=1) if kind == "cosine" else features
-    n, step = len(inputs), max(1, chunk_logits // len(weight))
+    n, step = len(features), max(1, chunk_logits // len(weight))
     free_w = weight[free].clone().requires_grad_(True)
     free_b = bias[free].clone().requires_grad_(kind == "linear")
     params = [free_w, free_b] if kind == "linear" else [free_w]
@@ -79,13 +79,9 @@ def fit_rows(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         w, b = assembled()
-        rows = F.normalize(w, dim=1) if kind == "cosine" else w
-        total = inputs.new_zeros(())
+        total = features.new_zeros(())
         for lo in range(0, n, step):  # gradients accumulate chunk by chunk over one shared graph of the rows
-            if kind == "cosine":
-                logits = scale * F.linear(inputs[lo:lo + step], rows)
-            else:
-                logits = F.linear(inputs[lo:lo + step], rows, b)
+            logits = score(features[lo:lo + step], w, b, kind, scale)
             part = F.cross_entropy(logits, targets[lo:lo + step], reduction="sum") / n
             part.backward(retain_graph=True)
             total += part.detach()

@@ -14,7 +14,6 @@ from compat_core.errors import CompatError
 from compat_core.features import FeatureSet, open_model_on
 from compat_core.features import load as load_features
 from compat_core.features import save as save_features
-from compat_core.io import write_atomic
 
 UNCERTAINTY = "uncertainty"
 
@@ -25,18 +24,8 @@ def save_with_uncertainty(path: str | Path, feats: FeatureSet, sigma: np.ndarray
     Example:
         >>> save_with_uncertainty("gallery-h.npz", feats, sigma)  # doctest: +SKIP
     """
-    if sigma is None:
-        return save_features(path, feats)
-
-    def writer(tmp: Path) -> None:
-        save_features(tmp, feats)  # the standard arrays, then the extra one, all in the one temporary file
-        with np.load(tmp, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        arrays[UNCERTAINTY] = np.asarray(sigma, dtype=np.float32)
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-
-    return write_atomic(path, writer)
+    extra = None if sigma is None else {UNCERTAINTY: np.asarray(sigma, dtype=np.float32)}
+    return save_features(path, feats, extra)
 
 
 def read_uncertainty(path: str | Path) -> np.ndarray | None:
