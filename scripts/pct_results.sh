@@ -52,8 +52,8 @@ if [ "$stage" = new ] || [ "$stage" = all ]; then
     train pct pct "${new[@]}" --seed 10 --old "$out/old-s1" ${PCT_ARGS:-}
     train pct-paper pct "${new[@]}" --seed 10 --old "$out/old-s1" --mixing alpha --alpha 0.9 --kd-weight 1
     train cna cna "${new[@]}" --seed 10 --old "$out/old-s1" ${CNA_ARGS:-}
-    train elodi-1 elodi "${new[@]}" --seed 10 --old "$out/old-s1" ${ELODI_ARGS:-}
-    train elodi-3 elodi "${new[@]}" --seed 10 "${ensemble[@]}" ${ELODI_ARGS:-}
+    train elodi-1 elodi "${new[@]}" --seed 10 --old "$out/old-s1" ${ELODI_ARGS:---recipe ldi}
+    train elodi-3 elodi "${new[@]}" --seed 10 "${ensemble[@]}" ${ELODI_ARGS:---recipe ldi}
 fi
 if [ "$stage" = eval ] || [ "$stage" = all ]; then
     for seed in 1 2 3; do

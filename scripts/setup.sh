@@ -11,9 +11,15 @@ PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 fi
-packages=(-e core -e cli)
+# The plot extras too: the tests draw the study and backfill plots instead of skipping them.
+packages=(-e "core[plot]" -e cli)
 for plugin in plugins/*/; do
-    [ -f "$plugin/pyproject.toml" ] && packages+=(-e "$plugin")
+    [ -f "$plugin/pyproject.toml" ] || continue
+    if grep -q '^plot *=' "$plugin/pyproject.toml"; then
+        packages+=(-e "${plugin%/}[plot]")
+    else
+        packages+=(-e "$plugin")
+    fi
 done
 "${PIP[@]}" "${packages[@]}" pytest ruff
 touch .venv/.installed

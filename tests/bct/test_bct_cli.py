@@ -103,8 +103,10 @@ def test_plugins_list_shows_the_four_methods():
 
 def test_train_help_shows_method_options():
     out = compat("train", "bct", "--help").stdout
-    for flag in ("--influence-weight", "--synthesize", "--label-map", "--dim-policy", "--old-features"):
+    for flag in ("--influence-weight", "--synthesize", "--label-map", "--dim-policy", "--old-features",
+                 "--influence-scale", "--fit-max-samples", "--fit-block", "--fit-max-iter"):
         assert flag in out
+    assert "4 + ln((C - 1) / 9)" in out and "sqrt(2) * ln(C - 1)" in out  # auto and adacos explained at the flag
 
 
 @pytest.mark.slow

@@ -140,7 +140,7 @@ def test_bad_feature_files_are_user_errors(runs, capsys, tmp_path):
     user_error(capsys, *transform, "--old-features", tmp_path / "side.npz", "--side-info-features",
                tmp_path / "side.npz", fragments=["12-dim features but the transformation takes 16-dim old"])
     user_error(capsys, *transform, "--old-features", tmp_path / "old.npz", "--side-info-features",
-               tmp_path / "side-train.npz", fragments=["450 rows", "1347"])
+               tmp_path / "side-train.npz", fragments=["450 rows", "1077"])
     user_error(capsys, "fct", "transform", "--model", runs["new"], "--old-features", tmp_path / "old.npz", "--out",
                tmp_path / "h.npz", fragments=["not an FCT run"])
     assert not (tmp_path / "h.npz").exists()
@@ -148,7 +148,7 @@ def test_bad_feature_files_are_user_errors(runs, capsys, tmp_path):
        tmp_path / "h.npz")
     backfill = ["eval", "backfill", "--query", tmp_path / "new.npz", "--json", tmp_path / "out.json"]
     user_error(capsys, *backfill, "--transformed", tmp_path / "h.npz", "--new", tmp_path / "side-train.npz",
-               fragments=["450 items", "1347"])
+               fragments=["450 items", "1077"])
     user_error(capsys, *backfill, "--transformed", tmp_path / "h.npz", "--new", tmp_path / "side.npz",
                fragments=["outputs 16-dim embeddings but --new"])
     user_error(capsys, *backfill, "--transformed", tmp_path / "h.npz", "--new", tmp_path / "new.npz",
@@ -166,7 +166,7 @@ def test_old_reference_of_another_dimension_is_a_user_error(runs, capsys, tmp_pa
 
 @pytest.mark.slow
 def test_plot_is_written_with_matplotlib(runs, capsys, tmp_path):
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401  -- the [plot] extras are part of the test environment: never skip
     ok(capsys, "eval", "backfill", "--query", runs["new"], "--transformed", runs["fct"], "--new", runs["new"],
        "--steps", "2", *EVAL, "--plot", tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -52,8 +52,8 @@ def test_pct_end_to_end(olds, tmp_path):
 @pytest.mark.slow
 def test_elodi_ensemble_and_cna_train_from_the_cli(olds, tmp_path):
     elodi = tmp_path / "elodi"
-    compat("train", "elodi", *TINY, "--old", olds["a"], "--old", olds["b"], "--teacher-weights", "2",
-           "--teacher-weights", "1", "--ldi-topk", "3", "--out", elodi)
+    compat("train", "elodi", *TINY, "--old", olds["a"], "--old", olds["b"], "--min-teachers", "2",
+           "--teacher-weights", "2", "--teacher-weights", "1", "--ldi-topk", "3", "--out", elodi)
     assert json.loads((elodi / "model.json").read_text())["old_model"] == [str(olds["a"]), str(olds["b"])]
     assert "ldi" in (elodi / "history.jsonl").read_text()
     cna = tmp_path / "cna"
@@ -85,6 +85,26 @@ def test_class_incremental_update_and_logit_files(olds, tmp_path):
     assert from_files["old_classes"]["nfr"] == pytest.approx(subset["nfr"])
 
 
+@pytest.mark.slow
+def test_elodi_with_fewer_teachers_than_the_paper_is_a_user_error_naming_the_fix(olds, tmp_path):
+    out = tmp_path / "x"
+    proc = compat("train", "elodi", *TINY, "--old", olds["a"], "--old", olds["b"], "--out", out, check=False)
+    assert_user_error(proc, "at least 8 teacher runs", "2 --old runs were given", "--old RUN 8 times",
+                      "--min-teachers 2", "--recipe ldi")
+    assert "\n\n" not in (proc.stdout + proc.stderr).strip()  # one paragraph
+    assert not out.exists()
+    # the two ways out both train
+    compat("train", "elodi", *TINY, "--old", olds["a"], "--recipe", "ldi", "--out", tmp_path / "ldi")
+    config = (tmp_path / "ldi" / "config.yaml").read_text()
+    for line in ("recipe: ldi", "alpha: 0.5", "ldi_margin: 0.5", "ldi_topk: 0", "min_teachers: 1"):
+        assert line in config, config
+    compat("train", "elodi", *TINY, "--old", olds["a"], "--old", olds["b"], "--set", "min_teachers=2",
+           "--out", tmp_path / "two")
+    config = (tmp_path / "two" / "config.yaml").read_text()
+    for line in ("recipe: elodi", "alpha: 0.8", "ldi_margin: 0.0", "ldi_topk: 10", "min_teachers: 2"):
+        assert line in config, config
+
+
 def test_pct_without_old_is_a_user_error(tmp_path):
     proc = compat("train", "elodi", *TINY, "--out", tmp_path / "x", check=False)
     assert_user_error(proc, "--old")
@@ -94,9 +114,9 @@ def test_pct_without_old_is_a_user_error(tmp_path):
 @pytest.mark.slow
 def test_class_lists_that_do_not_fit_are_user_errors(olds, tmp_path):
     out = tmp_path / "x"
-    assert_user_error(compat("train", "elodi", *TINY, "--old", olds["a"], "--old", olds["sub"], "--out", out,
-                             check=False), "same classes in the same order")
-    assert_user_error(compat("train", "elodi", *TINY, "--old", olds["a"], "--teacher-weights", "1",
+    assert_user_error(compat("train", "elodi", *TINY, "--old", olds["a"], "--old", olds["sub"], "--min-teachers", "2",
+                             "--out", out, check=False), "same classes in the same order")
+    assert_user_error(compat("train", "elodi", *TINY, "--old", olds["a"], "--recipe", "ldi", "--teacher-weights", "1",
                              "--teacher-weights", "2", "--out", out, check=False), "2 weights for 1")
     assert_user_error(compat("train", "pct", *TINY, "--old", olds["renamed"], "--out", out, check=False),
                       "--label-map")

@@ -18,15 +18,18 @@ def conformance(method, tmp_path, shared_old, options=None):
                     distribution="compat-pct", old_run=shared_old)
 
 
-@pytest.mark.parametrize("method", ["pct", "cna", "elodi"])
-def test_conformance(method, tmp_path, shared_old):
-    conformance(method, tmp_path, shared_old)
+@pytest.mark.parametrize("method, options", [("pct", None), ("cna", None),
+                                             ("elodi", {"min_teachers": 1})])  # the kit has one old run
+def test_conformance(method, options, tmp_path, shared_old):
+    conformance(method, tmp_path, shared_old, options)
 
 
 @pytest.mark.parametrize("method, options", [
     ("pct", {"kd_mode": "l2", "mixing": "sum", "kd_filter": "neg_flip"}),
     ("cna", {"cna_form": "in", "cna_neighbors": 3, "kd_filter": "new_incorrect", "embedding_dim": 8}),
-    ("elodi", {"ldi_topk": 3, "ldi_p_norm": True, "ldi_p": 3.0, "ldi_topk_by": "old", "head": "cosface"}),
+    ("elodi", {"ldi_topk": 3, "ldi_p_norm": True, "ldi_p": 3.0, "ldi_topk_by": "old", "head": "cosface",
+               "min_teachers": 1}),
+    ("elodi", {"recipe": "ldi"}),
 ])
 def test_conformance_with_options(method, options, tmp_path, shared_old):
     conformance(method, tmp_path, shared_old, options)

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from compat_core.config import TrainConfig
@@ -74,7 +75,7 @@ def test_old_correct_filter_weights_only_samples_the_old_model_gets_right(olds):
 def test_elodi_ensemble_uses_every_teacher_with_its_weight(olds, weights):
     # The original kept only the first of several teacher paths and never applied the first weight
     # (while dividing by the sum of all): [0, 1] must equal teacher b alone, [3, 1] the 3:1 mean.
-    config = ELODIConfig(teacher_weights=weights)
+    config = ELODIConfig(recipe="ldi", teacher_weights=weights)  # LDI's options (m 0.5) with 2 teachers
     method, data = build(ELODI, config, [olds["a"], olds["b"]], "elodi")
     batch = batch_of(data)
     ldi = method(batch)["ldi"].item()
@@ -110,9 +111,9 @@ def renamed_run(olds, names):
 
 def test_class_lists_that_do_not_fit_are_user_errors(olds, tmp_path):
     with pytest.raises(CompatError, match="same classes in the same order"):
-        build(ELODI, ELODIConfig(), [olds["a"], olds["sub"]], "elodi")
+        build(ELODI, ELODIConfig(min_teachers=2), [olds["a"], olds["sub"]], "elodi")
     with pytest.raises(CompatError, match="2 weights for 1"):
-        build(ELODI, ELODIConfig(teacher_weights=[1.0, 2.0]), [olds["a"]], "elodi")
+        build(ELODI, ELODIConfig(recipe="ldi", teacher_weights=[1.0, 2.0]), [olds["a"]], "elodi")
     other = renamed_run(olds, ["cat", "dog", "cow", "owl", "emu"])
     with pytest.raises(CompatError, match="none of which is a class of the training data.*--label-map"):
         build(PCT, PCTConfig(), [other])
@@ -123,3 +124,47 @@ def test_class_lists_that_do_not_fit_are_user_errors(olds, tmp_path):
     method, _ = build(PCT, PCTConfig(label_map=str(mapping)), [other])
     assert method.teachers.shared_new.tolist() == [7, 8] and method.teachers.shared_old.tolist() == [0, 1]
     assert method.teachers.shared_targets(torch.tensor([7, 8, 0])).tolist() == [0, 1, -1]
+
+
+def test_elodi_defaults_are_the_papers_ensemble_setting_and_ldi_is_a_recipe():
+    paper = ELODIConfig()
+    assert (paper.recipe, paper.alpha, paper.ldi_margin, paper.ldi_topk, paper.min_teachers) == ("elodi", 0.8, 0.0,
+                                                                                                  10, 8)
+    assert (paper.ldi_p, paper.ldi_exclude_gt, paper.ldi_topk_by, paper.mixing, paper.kd_weight) == (2.0, True, "new",
+                                                                                                      "alpha", 1.0)
+    assert (paper.kd_filter, paper.filter_base, paper.filter_scale) == ("all_pass", 0.0, 1.0)
+    ldi = ELODIConfig(recipe="ldi")
+    assert (ldi.alpha, ldi.ldi_margin, ldi.ldi_topk, ldi.min_teachers) == (0.5, 0.5, 0, 1)
+    assert ELODIConfig(recipe="ldi", alpha=0.7, min_teachers=3).alpha == 0.7  # given values win
+    assert ELODIConfig(alpha=0.6).ldi_margin == 0.0
+    for config in (paper, ldi, ELODIConfig(recipe="ldi", ldi_topk=4)):  # a dumped config reads back the same
+        assert ELODIConfig.model_validate(config.model_dump()) == config
+
+
+def test_elodi_with_the_papers_defaults_against_an_independent_computation(olds):
+    config = ELODIConfig(min_teachers=2)  # the paper's alpha 0.8, margin 0, top-10, p 2; 2 teachers here
+    method, data = build(ELODI, config, [olds["a"], olds["b"]], "elodi")
+    batch = batch_of(data)
+    terms = method(batch)
+    with torch.no_grad():
+        za, zb = (load_old_model(olds[k])(batch.images).logits.double().numpy() for k in ("a", "b"))
+        new = method.model(batch.images).logits.double().numpy()
+    teacher, y = (za + zb) / 2, batch.targets.numpy()
+    per_sample = []
+    for i in range(len(y)):
+        others = [c for c in np.argsort(-new[i]) if c != y[i]][:10]  # top-10 by the new logits, gt excluded
+        per_sample.append(np.mean([max(abs(new[i, c] - teacher[i, c]) - 0.0, 0.0) ** 2 for c in others]))
+    ldi = float(np.mean(per_sample))
+    with torch.no_grad():
+        ce = float(torch.nn.functional.cross_entropy(method.model(batch.images).logits, batch.targets))
+    assert terms["ldi"].item() == pytest.approx(ldi, rel=1e-4)
+    assert terms["total"].item() == pytest.approx(0.8 * 1.0 * ldi + 0.2 * ce, rel=1e-4)
+
+
+def test_elodi_refuses_fewer_teachers_than_the_ensemble(olds):
+    with pytest.raises(CompatError, match=r"at least 8 teacher runs.*--old RUN 8 times.*--min-teachers 1.*--recipe ldi"):
+        build(ELODI, ELODIConfig(), [olds["a"]], "elodi")
+    with pytest.raises(CompatError, match="at least 3 teacher runs"):
+        build(ELODI, ELODIConfig(min_teachers=3), [olds["a"], olds["b"]], "elodi")
+    method, _ = build(ELODI, ELODIConfig(recipe="ldi"), [olds["a"]], "elodi")  # single-teacher LDI
+    assert method.config.min_teachers == 1

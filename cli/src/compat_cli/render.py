@@ -31,8 +31,9 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def render_metrics(console: Console, title: str, result: dict[str, Any]) -> None:
     table = Table(title=f"{title} (percent)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    # Keys stay whole; long values (paths) fold onto more lines instead of ending in an ellipsis.
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", overflow="fold")
     for key, value in flatten(result).items():
         table.add_row(key, fmt(key.rsplit(".", 1)[-1], value))
     console.print(table)

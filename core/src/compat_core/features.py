@@ -1,7 +1,9 @@
 """Feature files: embeddings of a model on a dataset, saved as ``.npz`` and accepted by every evaluator.
 
 Arrays: ``features`` (N, D) float32, ``labels`` (N,) int64, ``index`` (N,) int64, and the strings
-``model``, ``data``, ``split`` (which tell evaluators whether two files cover the same images); with
+``model``, ``data``, ``split`` (which tell evaluators whether two files cover the same images),
+``classes`` (the data's class names, indexed by label) and ``model_classes`` (the classes the model
+was trained on: evaluators split queries into the classes a gallery model saw and the others); with
 ``--logits``, ``logits`` (N, C) and ``logit_classes`` (C names: the model's classes, in column order).
 """
 
@@ -28,6 +30,7 @@ class FeatureSet:
     logits: np.ndarray | None = None
     logit_classes: list[str] = field(default_factory=list)  # the class of each logit column (the model's)
     dim_policy: str = ""  # how the model meets an old model of another dimension: truncate | zero-pad
+    model_classes: list[str] = field(default_factory=list)  # the classes the model was trained on
 
     def same_images_as(self, other: FeatureSet) -> bool:
         """True when both sets embed the same images in the same order (leave-one-out applies)."""
@@ -64,7 +67,8 @@ def extract(model, dataset, *, batch_size: int = 256, device: str = "cpu", with_
         model=model_ref, data=data_ref, split=split, classes=list(dataset.classes),
         logits=torch.cat(logits).numpy() if logits else None,
         logit_classes=[str(c) for c in model.spec.classes] if logits else [],
-        dim_policy=str(model.spec.extra.get("dim_policy", "")))
+        dim_policy=str(model.spec.extra.get("dim_policy", "")),
+        model_classes=[str(c) for c in model.spec.classes or []])
 
 
 def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | None = None) -> Path:
@@ -76,6 +80,8 @@ def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | Non
         arrays["logits"] = feats.logits.astype(np.float32)
         if feats.logit_classes:  # a model trained on some classes: its columns are not the data's classes
             arrays["logit_classes"] = np.array(feats.logit_classes, dtype=str)
+    if feats.model_classes:
+        arrays["model_classes"] = np.array(feats.model_classes, dtype=str)
     arrays.update(extra or {})
 
     def writer(tmp: Path) -> None:
@@ -97,7 +103,8 @@ def load(path: str | Path) -> FeatureSet:
     text = {k: str(arrays[k]) if k in arrays else "" for k in ("model", "data", "split", "dim_policy")}
     return FeatureSet(features, labels, arrays.get("index", np.arange(len(labels))).astype(np.int64),
                       classes=[str(c) for c in arrays.get("classes", [])], logits=arrays.get("logits"),
-                      logit_classes=[str(c) for c in arrays.get("logit_classes", [])], **text)
+                      logit_classes=[str(c) for c in arrays.get("logit_classes", [])],
+                      model_classes=[str(c) for c in arrays.get("model_classes", [])], **text)
 
 
 def features_of(source: str, *, data: str | None, split: str, batch_size: int = 256, device: str = "cpu",

@@ -44,7 +44,8 @@ def compat_register_datasets(register):
     register("recordio", factory=f"{formats}.recordio:open_recordio", detect="compat_core.data.detect:is_recordio",
              summary="MXNet RecordIO face sets (insightface train.rec + train.idx), read without mxnet.")
     register("digits", factory=f"{formats}.named:open_digits",
-             summary="scikit-learn's bundled 8x8 digits (1,797 images), deterministic train/test split.")
+             summary="scikit-learn's bundled 8x8 digits (1,797 images), fixed disjoint splits: "
+                     "train 1,077, val 270, test 450.")
     register("fashion-mnist", factory=f"{formats}.named:open_fashion_mnist",
              summary="Fashion-MNIST from /usr/share/datasets/fashion-mnist (Debian dataset-fashion-mnist).")
 

@@ -193,11 +193,12 @@ def test_digits_split_is_fixed_stratified_and_scaled():
     from sklearn.datasets import load_digits
 
     train, test = open_digits("digits", "train", 8), open_digits("digits", "test", 8)
-    assert (len(train), len(test), train.name, train.classes) == (1347, 450, "digits", list("0123456789"))
+    assert (len(train), len(test), train.name, train.classes) == (1077, 450, "digits", list("0123456789"))
     np.testing.assert_array_equal(open_digits("digits", "test", 8).labels, test.labels)
     # Stratified 25%: within one image of a quarter of each class (1797 * 0.25 = 449.25 -> 450).
     assert np.bincount(test.labels).tolist() == [45, 46, 44, 46, 45, 46, 45, 45, 43, 45]
-    pixels = torch.cat([train.images, test.images])[:, 0].reshape(1797, 64).numpy()
+    val = open_digits("digits", "val", 8)
+    pixels = torch.cat([train.images, val.images, test.images])[:, 0].reshape(1797, 64).numpy()
     expected = np.rint(load_digits().images * 255 / 16).astype(np.uint8).reshape(1797, 64)
     assert train.images.dtype == torch.uint8 and pixels.max() == 255
     assert sorted(map(bytes, pixels)) == sorted(map(bytes, expected))

@@ -27,7 +27,7 @@ def test_rows_are_found_by_dataset_index_not_position(tmp_path):
 def test_subset_of_the_data_is_covered_by_its_base_indices(tmp_path):
     digits = open_dataset("digits", "train", 8)
     subset = parse_classes("3", digits)  # base indices of class 3 only
-    path, _ = feature_file(tmp_path, np.arange(len(digits)))
+    path, _ = feature_file(tmp_path, digits.base_indices)
     CachedFeatures(path, dim=3, data=subset)  # covers: no error
     short, _ = feature_file(tmp_path, subset.base_indices[:-1], name="short.npz")
     with pytest.raises(CompatError, match="lacks 1 of the"):

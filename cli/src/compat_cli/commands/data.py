@@ -1,4 +1,4 @@
-"""``compat data split``: reproducible old/new splits saved as manifests."""
+"""``compat data split``: reproducible old/new splits (and validation holdouts) saved as manifests."""
 
 from __future__ import annotations
 
@@ -25,19 +25,26 @@ def split(
     by: Annotated[SplitBy, typer.Option("--by", help="Split classes or samples within every class.")] = SplitBy.klass,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the split.")] = 0,
     data_split: Annotated[str, typer.Option("--split", help="Dataset split to divide.")] = "train",
+    validation: Annotated[float | None, typer.Option(
+        "--validation", help="Also hold out this fraction (0 < f <= 0.5) of every class for validation: "
+                             "--split @OUT:train / @OUT:val.")] = None,
 ) -> None:
-    """Write a split manifest; use it as --classes @OUT:old and --classes @OUT:new."""
+    """Write a split manifest; use it as --classes @OUT:old / @OUT:new (and --split @OUT:train / @OUT:val)."""
     from compat_core.data import open_dataset
     from compat_core.data.selection import make_split
     from compat_core.io import write_json
 
     dataset = open_dataset(data, split=data_split, image_size=8)
-    manifest = make_split(dataset, old_fraction, by=by.value, seed=seed)
+    manifest = make_split(dataset, old_fraction, by=by.value, seed=seed, validation=validation, split=data_split)
     write_json(out, manifest)
     old, new = manifest["old"], manifest["new"]
     key = "classes" if by is SplitBy.klass else "indices"
-    Console(stderr=True).print(f"[green]wrote[/] {out}: old {len(old[key])} {key}, new {len(new[key])} {key}; "
-                               f"use --classes @{out}:old")
+    message = f"[green]wrote[/] {out}: old {len(old[key])} {key}, new {len(new[key])} {key}; use --classes @{out}:old"
+    if "holdout" in manifest:
+        holdout = manifest["holdout"]
+        message += (f"; holdout of {data_split}: train {len(holdout['train'])}, val {len(holdout['val'])} images, "
+                    f"use --split @{out}:train and --split @{out}:val")
+    Console(stderr=True).print(message)
 
 
 @app.command("info")
@@ -48,10 +55,12 @@ def info(
     """Show a dataset's detected format, size and classes."""
     import numpy as np
     from compat_core.data import open_dataset
+    from rich.markup import escape
 
     dataset = open_dataset(data, split=data_split, image_size=8)
     counts = np.bincount(dataset.labels, minlength=dataset.num_classes)
     console = Console()
-    console.print(f"{dataset.name} [{data_split}]: {len(dataset)} images, {dataset.num_classes} classes")
+    # escape: "[val]" or "[@split.json:val]" would otherwise be read as rich markup and vanish
+    console.print(escape(f"{dataset.name} [{data_split}]: {len(dataset)} images, {dataset.num_classes} classes"))
     for label, (name, count) in enumerate(zip(dataset.classes, counts, strict=True)):
         console.print(f"  {label:>4}  {name}  ({count} images)")

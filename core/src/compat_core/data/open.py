@@ -12,17 +12,23 @@ from compat_core.registry import Entry
 
 
 def open_dataset(source: str, split: str = "train", image_size: int = 32) -> Dataset:
-    """Open ``source``: a registered dataset name (``digits``, ``fashion-mnist``...) or a path.
+    """Open ``split`` of ``source``: a registered dataset name (``digits``, ``fashion-mnist``...) or a path.
 
     For a path, each registered format's detector is tried in registration order and the first
-    that matches opens it.
+    that matches opens it. ``split`` is a split name (``train``, ``val``, ``test``) or a split spec
+    ``@split.json:train`` / ``@split.json:val``: a part of the validation holdout that
+    ``compat data split DATA --validation 0.1 --out split.json`` wrote.
 
     Example:
         >>> ds = open_dataset("digits", split="train", image_size=16)
         >>> len(ds), ds.image_size
-        (1347, 16)
+        (1077, 16)
     """
     check_image_size(image_size)
+    if str(split).strip().startswith("@"):
+        from compat_core.data.selection import open_holdout_part
+
+        return open_holdout_part(split, lambda name: open_dataset(source, name, image_size))
     source = str(source)
     entries = list(get_host().datasets)
     named = {entry.name: entry for entry in entries if "detect" not in entry.options}

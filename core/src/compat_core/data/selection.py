@@ -3,13 +3,21 @@
 A manifest is plain JSON, so the exact classes or samples an old model saw are on record::
 
     {"format": "compat-split/1", "data": "digits", "by": "class", "seed": 0, "old_fraction": 0.5,
-     "old": {"classes": [2, 3, 4, 5, 7]}, "new": {"classes": [0, 1, 6, 8, 9]}}
+     "old": {"classes": [2, 3, 4, 5, 7]}, "new": {"classes": [0, 1, 6, 8, 9]},
+     "holdout": {"from": "train", "fraction": 0.1, "seed": 0, "train": [...], "val": [...]}}
+
+``holdout`` (optional, ``--validation``) divides the base indices of the ``from`` split into a
+training and a validation part, opened with the split specs ``@split.json:train`` and
+``@split.json:val`` (choose on validation, report on test). By-sample ``old``/``new`` indices are
+always of the whole ``from`` split; on a holdout part, ``--classes @split.json:old`` keeps the old
+samples that lie in that part.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,8 @@ from compat_core.data.base import Dataset, SubsetDataset
 from compat_core.errors import CompatError
 
 MANIFEST_FORMAT = "compat-split/1"
+HOLDOUT_PARTS = ("train", "val")
+MAX_VALIDATION = 0.5
 SPEC_FORMS = "`0-4`, `0,2,7`, `0-2,5` (numeric labels) or `@split.json:old` / `@split.json:new`"
 _TOKEN = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
@@ -67,12 +77,15 @@ def select_classes(dataset: Dataset, labels: list[int], spec: str = "") -> Subse
     return dataset.subset(positions, [dataset.classes[label] for label in chosen], label_map)
 
 
-def make_split(dataset: Dataset, old_fraction: float, by: str = "class", seed: int = 0) -> dict[str, Any]:
+def make_split(dataset: Dataset, old_fraction: float, by: str = "class", seed: int = 0,
+               validation: float | None = None, split: str = "train") -> dict[str, Any]:
     """A seeded old/new split manifest of ``dataset``'s classes or samples.
 
     By class, ``round(old_fraction * K)`` classes (at least 1, at most K-1) go to ``old``. By sample,
     each class gives ``max(1, round(old_fraction * n_c))`` of its samples (base indices) to ``old``.
-    ``new`` is always the complement. The same seed gives the same manifest.
+    ``new`` is always the complement. The same seed gives the same manifest. With ``validation``,
+    the manifest also holds a :func:`make_holdout` of ``dataset`` (the ``split`` it was opened as);
+    old/new are computed exactly as without it, on the whole of ``dataset``.
 
     Example:
         >>> from compat_core.data import open_dataset
@@ -88,8 +101,40 @@ def make_split(dataset: Dataset, old_fraction: float, by: str = "class", seed: i
         old, new = _split_samples(dataset, old_fraction, rng)
     else:
         raise CompatError(f"--by {by}: unknown; use --by class or --by sample.")
-    return {"format": MANIFEST_FORMAT, "data": dataset.name, "by": by, "seed": seed,
-            "old_fraction": old_fraction, "old": old, "new": new}
+    manifest = {"format": MANIFEST_FORMAT, "data": dataset.name, "by": by, "seed": seed,
+                "old_fraction": old_fraction, "old": old, "new": new}
+    if validation is not None:
+        manifest["holdout"] = make_holdout(dataset, validation, seed, split=split)
+    return manifest
+
+
+def make_holdout(dataset: Dataset, fraction: float, seed: int, split: str = "train") -> dict[str, Any]:
+    """A seeded, stratified train/validation division of ``dataset``'s base indices.
+
+    Each class gives ``round(fraction * n_c)`` of its samples to ``val`` (at least 1 when it has
+    2 or more); ``train`` is the rest. ``split`` is the name ``dataset`` was opened as, recorded
+    as ``from`` so ``@split.json:val`` can reopen it. The same seed gives the same holdout.
+
+    Example:
+        >>> from compat_core.data import open_dataset
+        >>> holdout = make_holdout(open_dataset("digits", "train", 8), 0.1, seed=0)
+        >>> holdout["from"], len(holdout["train"]), len(holdout["val"])
+        ('train', 968, 109)
+    """
+    _check_validation(fraction)
+    if split.startswith("@"):
+        raise CompatError(f"--split {split}: a validation holdout is carved from a named split of the data "
+                          f"(e.g. train), not from a split spec. Pass --split train.")
+    rng = np.random.default_rng(seed)
+    base, val = dataset.base_indices, []
+    for label in np.unique(dataset.labels):
+        members = base[dataset.labels == label]
+        count = round(fraction * len(members))
+        count = max(1, count) if len(members) >= 2 else count
+        val.extend(int(i) for i in rng.choice(members, size=count, replace=False))
+    val_set = set(val)
+    train = [int(i) for i in base if int(i) not in val_set]
+    return {"from": split, "fraction": fraction, "seed": seed, "train": sorted(train), "val": sorted(val)}
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
@@ -99,19 +144,92 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
         >>> load_manifest("split.json")["by"]  # doctest: +SKIP
         'class'
     """
-    try:
-        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CompatError(f"split manifest {path} does not exist. Create it with "
-                          f"`compat data split DATA --old-fraction 0.5 --out {path}`.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CompatError(f"split manifest {path} is not readable JSON ({exc}). Recreate it with "
-                          f"`compat data split`.") from None
+    manifest = _read_json(path, f"compat data split DATA --old-fraction 0.5 --out {path}")
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT or not all(
             _is_part(manifest.get(key)) for key in ("old", "new")):
         raise CompatError(f"{path} is not a {MANIFEST_FORMAT} split manifest (it needs old and new "
                           f"parts with classes or indices). Recreate it with `compat data split`.")
     return manifest
+
+
+def open_holdout_part(spec: str, open_split: Callable[[str], Dataset]) -> SubsetDataset:
+    """The samples of the split spec ``@split.json:train`` or ``@split.json:val``.
+
+    ``open_split(name)`` opens a named split of the data; the manifest's ``holdout.from`` split is
+    opened and only the part's samples are kept, with their labels and base indices.
+
+    Example:
+        >>> from compat_core.data import open_dataset
+        >>> val = open_holdout_part("@split.json:val", lambda name: open_dataset("digits", name, 8))  # doctest: +SKIP
+        >>> len(val)  # doctest: +SKIP
+        108
+    """
+    path, part = _parse_split_spec(spec)
+    manifest, holdout = load_holdout(path)
+    dataset = open_split(holdout["from"])
+    if manifest.get("data") != dataset.name:
+        raise CompatError(f"--split {spec}: {path} was made for {manifest.get('data')!r}, not for {dataset.name!r}. "
+                          f"Make a split of this data with `{_remake(path)}`.")
+    other = holdout[HOLDOUT_PARTS[1 - HOLDOUT_PARTS.index(part)]]
+    wanted = np.asarray(holdout[part], dtype=np.int64)
+    chosen = _select_indices(dataset, wanted, spec, flag="--split", remake=_remake(path))
+    return HoldoutPart(dataset, chosen.positions, np.asarray(other, dtype=np.int64))
+
+
+def load_holdout(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest at ``path`` and its checked ``holdout``.
+
+    Example:
+        >>> load_holdout("split.json")[1]["fraction"]  # doctest: +SKIP
+        0.1
+    """
+    manifest = _read_json(path, _remake(path))
+    holdout = manifest.get("holdout") if isinstance(manifest, dict) else None
+    if not isinstance(holdout, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise CompatError(f"split manifest {path} has no validation holdout (train/val parts). Make one with "
+                          f"`{_remake(path)}`.")
+    named = isinstance(holdout.get("from"), str) and not holdout["from"].startswith("@")  # no spec loops
+    if not named or not all(_is_index_list(holdout.get(key)) for key in HOLDOUT_PARTS):
+        raise CompatError(f"split manifest {path}: its holdout is malformed (it needs `from` and integer `train` "
+                          f"and `val` lists). Recreate it with `{_remake(path)}`.")
+    return manifest, holdout
+
+
+class HoldoutPart(SubsetDataset):
+    """One part of a holdout; ``set_aside`` holds the base indices of the other part, which
+    ``--classes @split.json:old`` drops instead of reporting them missing."""
+
+    def __init__(self, parent: Dataset, positions: np.ndarray, set_aside: np.ndarray):
+        super().__init__(parent, positions)
+        self.set_aside = set_aside
+
+
+def _parse_split_spec(spec: str) -> tuple[str, str]:
+    path, _, part = spec.strip()[1:].rpartition(":")
+    if not path or part not in HOLDOUT_PARTS:
+        raise CompatError(f"--split {spec!r}: a split spec names a manifest's holdout part, `@split.json:train` or "
+                          f"`@split.json:val` (old/new parts go to --classes). Pass one of these forms.")
+    return path, part
+
+
+def _remake(path: str | Path) -> str:
+    return f"compat data split DATA --validation 0.1 --out {path}"
+
+
+def _check_validation(fraction: float) -> None:
+    if not 0 < fraction <= MAX_VALIDATION:
+        raise CompatError(f"--validation {fraction}: the validation fraction must lie in (0, {MAX_VALIDATION}] "
+                          f"(a share of every class of the train split). Pass e.g. --validation 0.1.")
+
+
+def _read_json(path: str | Path, make: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CompatError(f"split manifest {path} does not exist. Create it with `{make}`.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CompatError(f"split manifest {path} is not readable JSON ({exc}). Recreate it with "
+                          f"`compat data split`.") from None
 
 
 def _parse_labels(spec: str) -> list[int]:
@@ -133,17 +251,24 @@ def _from_manifest(spec: str, dataset: Dataset) -> SubsetDataset:
     part = load_manifest(path)[key]
     if "classes" in part:
         return select_classes(dataset, part["classes"], spec)
-    return _select_indices(dataset, np.asarray(part["indices"], dtype=np.int64), spec)
+    indices = np.asarray(part["indices"], dtype=np.int64)
+    if isinstance(dataset, HoldoutPart):  # old/new samples are of the whole split: keep this part's
+        indices = np.setdiff1d(indices, dataset.set_aside)
+        if indices.size == 0:
+            raise CompatError(f"--classes {spec}: none of its samples lie in this holdout part. Train on "
+                              f"another part, or make the split with a smaller --validation.")
+    return _select_indices(dataset, indices, spec)
 
 
-def _select_indices(dataset: Dataset, indices: np.ndarray, spec: str) -> SubsetDataset:
+def _select_indices(dataset: Dataset, indices: np.ndarray, spec: str, flag: str = "--classes",
+                    remake: str = "compat data split") -> SubsetDataset:
     mask = np.isin(dataset.base_indices, indices)
     missing = len(np.setdiff1d(indices, dataset.base_indices[mask]))
     if missing:
         raise CompatError(
-            f"--classes {spec}: {missing} sample(s) of the manifest are not in {dataset.name} "
+            f"{flag} {spec}: {missing} sample(s) of the manifest are not in {dataset.name} "
             f"({len(dataset)} images); it was made for other data or another split. Make the split "
-            f"again from this data with `compat data split`."
+            f"again from this data with `{remake}`."
         )
     return dataset.subset(np.flatnonzero(mask))
 
@@ -171,5 +296,8 @@ def _split_samples(dataset: Dataset, fraction: float, rng: np.random.Generator) 
 
 
 def _is_part(part: Any) -> bool:
-    values = part.get("classes", part.get("indices")) if isinstance(part, dict) else None
+    return isinstance(part, dict) and _is_index_list(part.get("classes", part.get("indices")))
+
+
+def _is_index_list(values: Any) -> bool:
     return isinstance(values, list) and all(type(value) is int for value in values)

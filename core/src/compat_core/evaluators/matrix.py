@@ -1,8 +1,13 @@
 """``compat eval matrix``: every (query, gallery) pair of several model generations.
 
 For each later run against each earlier one it states the BCT criterion M(new, old) > M(old, old)
-(Shen et al., CVPR 2020) and the update gain (M(new, old) - M(old, old)) / (M(new, new) - M(old, old)),
-defined only when the new model improves on the old one (M(new, new) > M(old, old)).
+and the update gain (M(new, old) - M(old, old)) / (M(new_ind, new_ind) - M(old, old)) of Shen et al.
+(CVPR 2020; :mod:`compat_core.metrics.compatibility`). ``new_ind`` is an independently trained new
+model given with ``--reference``; without one, each new run's own M(new, new) stands in for it and the
+output says so (``gain_reference: "self"``).
+
+Example:
+    compat eval matrix runs/old runs/bct runs/l2 --reference runs/independent --data digits
 """
 
 from __future__ import annotations
@@ -12,77 +17,199 @@ from pydantic import Field
 from compat_core.evaluators.retrieval import SourceOptions
 
 CRITERION_METRICS = ("top1", "mAP")
+ROW_METRICS = ("top1", "top5", "mAP")
+SELF = "self"
 
 
 class MatrixOptions(SourceOptions):
     runs: list[str] = Field(..., description="Run directories or .npz files, oldest first.",
                             json_schema_extra={"positional": True})
+    reference: str | None = Field(
+        None, description="An independently trained new model (run directory or .npz): its self-retrieval is the "
+                          "gain's M(new_ind, new_ind). Without it each new run's own new/new is used.")
+    labels: list[str] | None = Field(
+        None, description="Name of each run in the tables and JSON, once per run in order (repeat --label); "
+                          "default: the basename of each run.", json_schema_extra={"aliases": ["--label"]})
 
 
 def run_matrix(options: MatrixOptions) -> dict:
     from compat_core.engine.distributed import resolve_device
-    from compat_core.errors import CompatError
-    from compat_core.evaluators.retrieval import retrieval_between
     from compat_core.features import features_of
 
-    if len(options.runs) < 2:
-        raise CompatError("compat eval matrix needs at least two runs (oldest first), e.g. runs/old runs/new.")
+    names = _names(options)
     device = str(resolve_device(options.device))
-    feats = {run: features_of(run, data=options.data, split=options.split, batch_size=options.batch_size,
-                              device=device) for run in dict.fromkeys(options.runs)}  # each run once
-    results = []
-    for query in options.runs:
-        for gallery in options.runs:
-            metrics = retrieval_between(feats[query], feats[gallery], options.metric, options.align)
-            results.append({"query": query, "gallery": gallery, **{k: metrics[k] for k in ("top1", "top5", "mAP")}})
-    return {"results": results, "compatibility": compatibility(options.runs, results),
-            "metric": options.metric, "split": options.split}
+    feats = {source: features_of(source, data=options.data, split=options.split, batch_size=options.batch_size,
+                                 device=device) for source in names}  # each run (and the reference) once
+    results = [_pair(feats, names, query, gallery, options) for query in options.runs for gallery in options.runs]
+    reference = None
+    if options.reference:
+        done = {(r["query"], r["gallery"]): r for r in results}  # the reference may be one of the runs
+        ref = options.reference
+        row = done.get((ref, ref)) or _pair(feats, names, ref, ref, options)
+        reference = {"run": options.reference, "label": names[options.reference],
+                     **{k: row[k] for k in (*ROW_METRICS, "leave_one_out")}}
+    labels = {run: names[run] for run in options.runs}
+    return {"results": results, "compatibility": compatibility(options.runs, results, labels, reference),
+            "reference": reference, "metric": options.metric, "split": options.split}
 
 
-def compatibility(runs: list[str], results: list[dict]) -> list[dict]:
+def _names(options: MatrixOptions) -> dict[str, str]:
+    """Table name of every distinct source: the runs, then the reference."""
+    from compat_core.errors import CompatError
+    from compat_core.evaluators.retrieval import run_labels
+
+    runs = options.runs
+    if len(runs) < 2:
+        raise CompatError("compat eval matrix needs at least two runs (oldest first), e.g. runs/old runs/new.")
+    if len(set(runs)) != len(runs):
+        twice = ", ".join(dict.fromkeys(r for r in runs if runs.count(r) > 1))
+        raise CompatError(f"compat eval matrix got {twice} twice: "
+                          f"pass each run once, oldest first.")
+    explicit = {}
+    if options.labels:
+        if len(options.labels) != len(runs):
+            raise CompatError(f"--label was given {len(options.labels)} times for {len(runs)} runs: pass one "
+                              f"--label per run, in the order of the runs.")
+        explicit = dict(zip(runs, options.labels, strict=True))
+    sources = list(dict.fromkeys([*runs, *([options.reference] if options.reference else [])]))
+    return dict(zip(sources, run_labels(sources, explicit), strict=True))
+
+
+def _pair(feats: dict, names: dict, query: str, gallery: str, options: MatrixOptions) -> dict:
+    from compat_core.evaluators.retrieval import retrieval_between
+
+    metrics = retrieval_between(feats[query], feats[gallery], options.metric, options.align,
+                                options.leave_one_out)
+    row = {"query": query, "gallery": gallery, "query_label": names[query], "gallery_label": names[gallery],
+           **{k: metrics[k] for k in ROW_METRICS}, "leave_one_out": metrics["leave_one_out"]}
+    if "by_group" in metrics:
+        row["by_group"] = metrics["by_group"]
+    return row
+
+
+def compatibility(runs: list[str], results: list[dict], labels: dict[str, str] | None = None,
+                  reference: dict | None = None) -> list[dict]:
     """The BCT criterion and update gain of each later run against each earlier run.
+
+    Args:
+        runs: the runs, oldest first.
+        results: one row per (query, gallery) pair with ``query``, ``gallery`` and the metrics.
+        labels: the table name of each run (default: the run itself).
+        reference: the independently trained model's self-retrieval (``label`` and the metrics); None:
+            each new run's own new/new stands in for it (``gain_reference: "self"``).
 
     Example:
         >>> rows = [{"query": q, "gallery": g, "top1": v, "mAP": v} for q, g, v in
-        ...         [("o", "o", 0.5), ("o", "n", 0.1), ("n", "o", 0.6), ("n", "n", 0.9)]]
-        >>> compatibility(["o", "n"], rows)[0]["top1"]["gain"]
+        ...         [("o", "o", 0.5), ("o", "n", 0.1), ("n", "o", 0.75), ("n", "n", 1.0)]]
+        >>> compatibility(["o", "n"], rows)[0]["top1"]["gain"]  # (0.75 - 0.5) / (1.0 - 0.5)
+        0.5
+        >>> ref = {"label": "ind", "top1": 1.5, "mAP": 1.5}  # a reference doing better still
+        >>> compatibility(["o", "n"], rows, reference=ref)[0]["top1"]["gain"]  # (0.75 - 0.5) / (1.5 - 0.5)
         0.25
     """
+    from compat_core.metrics.compatibility import criterion_held, update_gain
+
+    labels = labels or {run: run for run in runs}
     score = {(r["query"], r["gallery"]): r for r in results}
     verdicts = []
     for j, new in enumerate(runs):
         for old in runs[:j]:
-            entry = {"new": new, "old": old}
+            entry = {"new": new, "old": old, "new_label": labels[new], "old_label": labels[old],
+                     "gain_reference": reference["label"] if reference else SELF}
             for metric in CRITERION_METRICS:
                 old_old, new_old = score[old, old][metric], score[new, old][metric]
                 new_new = score[new, new][metric]
-                spread = new_new - old_old
+                upper = reference[metric] if reference else new_new
                 entry[metric] = {"old_old": old_old, "new_old": new_old, "new_new": new_new,
-                                 "compatible": new_old > old_old,
-                                 # the gain measures how much of an improvement carries over: with no
-                                 # improvement (new/new <= old/old) it is undefined, not a huge number
-                                 "gain": (new_old - old_old) / spread if spread > 1e-12 else None}
+                                 "compatible": criterion_held(new_old, old_old),
+                                 "gain": update_gain(new_old, old_old, upper)}
             entry["compatible"] = all(entry[m]["compatible"] for m in CRITERION_METRICS)
             verdicts.append(entry)
     return verdicts
 
 
 def render_matrix(console, result: dict) -> None:
+    """Print the pair table, the class-group table (when any pair has one) and the verdicts.
+
+    Run names are never cut and numbers never wrap: only name columns fold, and only names longer
+    than their column (give short ones with --label).
+    """
+    console.print(_pairs_table(result))
+    if any("by_group" in row for row in result["results"]):
+        console.print(_groups_table(result))
+    console.print(_verdict_table(result))
+
+
+def _table(title: str, caption: str | None = None):
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"retrieval matrix ({result['split']}, {result['metric']}; percent)")
-    for column in ("query", "gallery", "top-1", "top-5", "mAP"):
-        table.add_column(column, justify="right" if column[0] in "tm" else "left")
+    # A header rule and no vertical lines: two columns of space per boundary leave names their room.
+    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                 collapse_padding=True, caption_justify="left")
+
+
+def _name_columns(table, *headers: str) -> None:
+    for header in headers:
+        table.add_column(header, overflow="fold", min_width=len(header))
+
+
+def _number_columns(table, *headers: str) -> None:
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), 6))
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _pairs_table(result: dict):
+    table = _table(f"retrieval matrix ({result['split']}, {result['metric']}; percent)",
+                   "loo: leave-one-out, each query's own image left out of the gallery")
+    _name_columns(table, "query", "gallery")
+    _number_columns(table, "top-1", "top-5", "mAP", "loo")
     for row in result["results"]:
-        table.add_row(row["query"], row["gallery"], *(f"{100 * row[k]:.2f}" for k in ("top1", "top5", "mAP")))
-    console.print(table)
-    verdict = Table(title="compatibility: M(new, old) > M(old, old)?")
-    for column in ("new", "old", "top-1 new/old vs old/old", "mAP new/old vs old/old", "gain top-1", "gain mAP",
-                   "compatible"):
-        verdict.add_column(column)
-    for v in result["compatibility"]:
-        cells = [f"{100 * v[m]['new_old']:.2f} vs {100 * v[m]['old_old']:.2f}" for m in CRITERION_METRICS]
-        gains = ["-" if v[m]["gain"] is None else f"{v[m]['gain']:.2f}" for m in CRITERION_METRICS]
-        mark = "[green]yes[/]" if v["compatible"] else "[red]no[/]"
-        verdict.add_row(v["new"], v["old"], *cells, *gains, mark)
-    console.print(verdict)
+        table.add_row(row["query_label"], row["gallery_label"], *(_percent(row[k]) for k in ROW_METRICS),
+                      "yes" if row["leave_one_out"] else "no")
+    return table
+
+
+def _groups_table(result: dict):
+    table = _table("by class group: queries of classes the gallery model saw (old) or not (new); percent")
+    _name_columns(table, "query", "gallery")
+    table.add_column("classes", no_wrap=True)
+    _number_columns(table, "queries", "top-1", "top-5", "mAP")
+    for row in result["results"]:
+        for group, values in row.get("by_group", {}).items():
+            table.add_row(row["query_label"], row["gallery_label"], group.split("_")[0], str(values["n_query"]),
+                          *(_percent(values[k]) for k in ROW_METRICS))
+    return table
+
+
+def _verdict_table(result: dict):
+    reference = result.get("reference")
+    upper = "ref/ref" if reference else "new/new"
+    if reference:
+        caption = (f"gain (a ratio) = (new/old - old/old) / (ref/ref - old/old), ref = {reference['label']} "
+                   f"(--reference, the independently trained model)")
+    else:
+        caption = ("gain (a ratio) = (new/old - old/old) / (new/new - old/old): no --reference, so each new "
+                   "run's own new/new stands in for an independently trained model")
+    table = _table("compatibility: M(new, old) > M(old, old)? (percent)", caption)
+    # One name column, the new run on the top-1 line and the old one below it: the numbers keep
+    # their width and a name gets almost half the line.
+    _name_columns(table, "new vs old")
+    table.add_column("metric", no_wrap=True)
+    _number_columns(table, "new/old", "old/old", upper, "gain")
+    table.add_column("held", no_wrap=True)
+    for n, v in enumerate(result["compatibility"], 1):
+        last_pair = n == len(result["compatibility"])
+        names = (v["new_label"], f"vs {v['old_label']}")
+        for name, metric in zip(names, CRITERION_METRICS, strict=True):
+            cell = v[metric]
+            top = reference[metric] if reference else cell["new_new"]
+            gain = "-" if cell["gain"] is None else f"{cell['gain']:.2f}"
+            held = "[green]yes[/]" if cell["compatible"] else "[red]no[/]"
+            table.add_row(name, metric.replace("top1", "top-1"), _percent(cell["new_old"]), _percent(cell["old_old"]),
+                          _percent(top), gain, held, end_section=metric == CRITERION_METRICS[-1] and not last_pair)
+    return table

@@ -8,7 +8,7 @@ Example:
     >>> scores["top1"], scores["mAP"]  # doctest: +SKIP
 """
 
-_EXPORTS = {"retrieval_metrics": "retrieval"}
+_EXPORTS = {"retrieval_metrics": "retrieval", "per_query_ranks": "retrieval"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -88,19 +88,9 @@ def retrieval_metrics(
         >>> r["top1"], round(r["mAP"], 4)  # query 1 finds its positives at ranks 1 and 3
         (1.0, 0.9167)
     """
-    query, gallery = _check_features(query, gallery, metric)
-    query_labels = _check_labels(query_labels, len(query), "query_labels")
-    gallery_labels = _check_labels(gallery_labels, len(gallery), "gallery_labels")
     ks = _check_topk(topk)
-    if exclude_self and len(query) != len(gallery):
-        raise ValueError(f"exclude_self needs as many queries as gallery items, got {len(query)} and "
-                         f"{len(gallery)}")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-
-    with torch.inference_mode():
-        ap, negatives_before = _rank_all_queries(query, query_labels, gallery, gallery_labels,
-                                                 metric, exclude_self, chunk_size)
+    ap, negatives_before = per_query_ranks(query, query_labels, gallery, gallery_labels, metric=metric,
+                                           exclude_self=exclude_self, chunk_size=chunk_size)
     answered = ~torch.isnan(ap)
     n_answered = int(answered.sum())
     if n_answered == 0:
@@ -109,6 +99,40 @@ def retrieval_metrics(
     result.update({"mAP": float(ap[answered].mean()), "n_query": len(query), "n_gallery": len(gallery),
                    "n_query_with_positive": n_answered, "metric": metric})
     return result
+
+
+def per_query_ranks(
+    query: torch.Tensor,
+    query_labels: torch.Tensor | np.ndarray | Sequence[int],
+    gallery: torch.Tensor,
+    gallery_labels: torch.Tensor | np.ndarray | Sequence[int],
+    *,
+    metric: str = "cosine",
+    exclude_self: bool = False,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query: its average precision (NaN without a positive) and the number of negatives ranked
+    before its first positive (a top-k hit when < k): the values :func:`retrieval_metrics` averages.
+
+    Averages over any subset of queries (the classes an old model saw, say) come from one search.
+    Arguments and errors are those of :func:`retrieval_metrics`.
+
+    Example:
+        >>> f = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+        >>> ap, before = per_query_ranks(f, [0, 0, 1], f, [0, 0, 1], exclude_self=True)
+        >>> before.tolist(), ap.isnan().tolist()  # query 2 has no other item of its class
+        ([0, 0, 3], [False, False, True])
+    """
+    query, gallery = _check_features(query, gallery, metric)
+    query_labels = _check_labels(query_labels, len(query), "query_labels")
+    gallery_labels = _check_labels(gallery_labels, len(gallery), "gallery_labels")
+    if exclude_self and len(query) != len(gallery):
+        raise ValueError(f"exclude_self needs as many queries as gallery items, got {len(query)} and "
+                         f"{len(gallery)}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    with torch.inference_mode():
+        return _rank_all_queries(query, query_labels, gallery, gallery_labels, metric, exclude_self, chunk_size)
 
 
 # ----------------------------------------------------------------------------------------- inputs

@@ -6,18 +6,25 @@ Every field becomes a ``--flag`` of ``compat train METHOD`` (``influence_weight`
 Example:
     >>> BCTConfig(influence_weight=2).influence_weight
     2.0
+    >>> BCTConfig(influence_scale="auto").influence_scale, BCTConfig(influence_scale="8").influence_scale
+    ('auto', 8.0)
     >>> L2Config().l2_threshold
     0.0
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from compat_core.config import MethodConfig
 from pydantic import Field
 
 DimPolicy = Literal["error", "truncate", "zero-pad"]
+# a positive number, "auto" (the scale that keeps s = 4's reachable target probability at 10 classes for
+# the old classifier's C rows) or "adacos" (AdaCos's fixed scale)
+InfluenceScale = Annotated[float, Field(gt=0)] | Literal["auto", "adacos"]
+MaxIter = Annotated[int, Field(ge=1)] | Literal["auto"]
+Block = Annotated[int, Field(ge=0)] | Literal["auto"]
 
 
 class OldEmbeddingOptions(MethodConfig):
@@ -66,9 +73,29 @@ class BCTConfig(OldEmbeddingOptions):
         True, description="Score the new embedding with cosine logits influence_scale * cos(f, w) whatever the old "
         "head (OpenBCT's 'normed classifier'). --no-normalized-classifier follows the old head: "
         "linear -> W f + b, normface/cosface/arcface -> s * cos(f, w) with the old head's scale and no margin.")
-    influence_scale: float = Field(
-        4.0, gt=0, description="Scale s of the cosine logits of normalized_classifier; 4 gives a soft softmax "
-        "that keeps new embeddings near the old class regions (NormFace's 30 separated them off the old gallery).")
+    influence_scale: InfluenceScale = Field(
+        "auto", description="Scale s of the cosine logits of normalized_classifier. auto: s = 4 + ln((C - 1) / 9) "
+        "for the old classifier's C rows after synthesis, which keeps the best reachable target probability "
+        "e^s / (e^s + C - 1) at 0.86, its value at s = 4 with 10 classes (the setting chosen on Fashion-MNIST "
+        "validation data; s = 4 exactly for 10 rows, 8.71 for 1,000, 13.24 for 93,000). A number: that s (a fixed "
+        "s = 4 leaves 0.05 at 1,000 classes; NormFace's 30 separated new embeddings off the old gallery). adacos: "
+        "AdaCos's fixed scale sqrt(2) * ln(C - 1), floored at 1 (3.107 for 10 rows).")
+    fit_max_samples: int = Field(
+        100_000, ge=1, description="The row fit sees at most this many old embeddings: a seeded stratified "
+        "subsample, at least one per class (so at least one per fitted row), the rest in proportion to the class "
+        "sizes. Fewer samples than this: all of them, as before (the Fashion-MNIST demo's 60,000).")
+    fit_block: Block = Field(
+        "auto", description="0: the row fit's exact softmax over all C rows. S: each sample is scored against the rows "
+        "of its class's block only (blocks of at most S neighbouring rows: the class-mean rows halved recursively "
+        "along their principal direction), N x S x D per L-BFGS evaluation instead of N x C x D, and the fitted rows "
+        "are kept only if they label 2,048 random samples, scored over all rows, at least as well as the class means "
+        "(restricting the softmax can let rows drift into other blocks' regions). auto: exact while samples x C x D x "
+        "1.25 x iterations <= 2e12 multiply-adds (about 4 minutes on one core; the demo is 2e10), else blocks of 128.")
+    fit_max_iter: MaxIter = Field(
+        "auto", description="At most this many L-BFGS iterations of the row fit (about 1.25 evaluations each), or "
+        "auto: 200, fewer for big fits so that iterations x fitted values <= 2.5e9 (10 at least): 200 up to "
+        "12.5 million fitted values (1,000 rows x 2,048 dims are 2 million), 52 for 93,000 x 512 (a few minutes "
+        "on a 2-core CPU, where 200 would take about 15).")
 
 
 class L2Config(OldEmbeddingOptions):

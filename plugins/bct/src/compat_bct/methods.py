@@ -25,7 +25,7 @@ from compat_bct.losses import (
     supcon_new_to_old,
     triplet_new_to_old,
 )
-from compat_bct.old_classifier import build_old_classifier
+from compat_bct.old_classifier import build_old_classifier, describe_logits, influence_logits
 from compat_bct.old_embeddings import OldEmbeddings, align_dim, check_dims
 from compat_bct.row_fit import describe_fit
 
@@ -68,8 +68,11 @@ class BCT(_AgainstOld):
 
     By default every row of the old classifier is synthesized from the old model's embeddings (class
     means of normalised old embeddings) and then fitted to them, and the new embedding is scored with
-    cosine logits of scale ``influence_scale`` (4). The paper's recipe (``synthesize="new-only"``,
-    ``fit_synthesized=False``, ``normalized_classifier=False``) keeps the old head's rows for the
+    cosine logits of scale ``influence_scale`` (``"auto"``: ``4 + ln((C - 1) / 9)`` for the C rows, so 4
+    for 10 rows; ``"adacos"``: ``sqrt(2) ln(C - 1)``; or a number); the scale used for the C
+    rows is printed and stored in ``model.json`` (``extra.influence_logits``). The
+    paper's recipe (``synthesize="new-only"``, ``fit_synthesized=False``,
+    ``normalized_classifier=False``) keeps the old head's rows for the
     classes it knows, appends class-mean rows for new classes and scores the way the old head did
     (linear: ``W f + b``; normface/cosface/arcface: ``s cos(f, w)`` without margin).
     """
@@ -83,6 +86,9 @@ class BCT(_AgainstOld):
         if report:  # recorded in model.json, and told: how well the rows describe the old space
             self.model.spec.extra["old_classifier"] = report
             self.notes.append(describe_fit(report, fitted=config.fit_synthesized))
+        logits = influence_logits(self.old_classifier, config)
+        self.model.spec.extra["influence_logits"] = logits
+        self.notes.append(describe_logits(logits))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = self.model(batch.images, batch.targets)

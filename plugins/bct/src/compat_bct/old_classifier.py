@@ -15,6 +15,8 @@ over the training data in eval mode without augmentation (not under training aug
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from compat_core.data.label_map import read_label_map
@@ -22,6 +24,13 @@ from compat_core.errors import CompatError
 from torch import nn
 
 from compat_bct.row_fit import fit_and_measure, score
+
+MIN_AUTO_SCALE = 1.0  # floor of --influence-scale adacos: sqrt(2) ln(C - 1) is 0 at C = 2
+# --influence-scale auto keeps the reachable target probability of this validated setting (s 4, 10 rows)
+REFERENCE_SCALE, REFERENCE_ROWS = 4.0, 10
+# The row fit's subsample is seeded by a constant, not the run's seed: the old classifier is then a
+# function of the old model, the data and the options, the same for every new-model seed of a study.
+FIT_SEED = 0
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,12 +172,13 @@ def build_old_classifier(config, ctx, old_embeddings, method: str = "bct") -> Ol
         new_classes=new_classes, old_classes=old_classes, old_weight=None if old_weight is None else old_weight.cpu(),
         old_bias=None if old_bias is None else old_bias.cpu(), means=means.cpu(), synthesize=config.synthesize,
         label_map=label_map, normalize=config.normalize_synthesized, scale_to_real=config.scale_synthesized)
-    kind, scale = scoring(config, old.spec.head or {})
+    kind, scale = scoring(config, old.spec.head or {}, num_rows=len(weight))
     report = None
     if features is not None:
         weight, bias, report = fit_and_measure(
             features, target_rows.to(labels.device)[labels], weight, bias, synthesized, fit=config.fit_synthesized,
-            kind=kind, scale=scale, weight_decay=config.fit_weight_decay)
+            kind=kind, scale=scale, weight_decay=config.fit_weight_decay, max_samples=config.fit_max_samples,
+            block=config.fit_block, max_iter=config.fit_max_iter, seed=FIT_SEED)
         report = {"rows": _row_names(old_classes, new_classes, target_rows, synthesized),
                   "synthesized": synthesized.tolist(), **report}
     clf = OldClassifier(weight, bias, target_rows, synthesized, kind=kind, scale=scale)
@@ -176,14 +186,99 @@ def build_old_classifier(config, ctx, old_embeddings, method: str = "bct") -> Ol
     return clf
 
 
-def scoring(config, old_head: dict) -> tuple[str, float]:
-    """How the influence loss scores an embedding: ``("linear", 1)`` or ``("cosine", scale)``."""
+def scoring(config, old_head: dict, num_rows: int) -> tuple[str, float]:
+    """How the influence loss scores an embedding: ``("linear", 1)`` or ``("cosine", scale)``, with
+    ``--influence-scale auto`` resolved for the old classifier's ``num_rows`` rows."""
     head_type = old_head.get("type", "linear")
     if config.normalized_classifier:
-        return "cosine", config.influence_scale
+        return "cosine", resolve_scale(config.influence_scale, num_rows)
     if head_type == "linear":
         return "linear", 1.0
     return "cosine", float(old_head.get("scale") or 30.0)
+
+
+def resolve_scale(option: float | str, num_rows: int) -> float:
+    """``--influence-scale``: a number as given, ``"auto"`` = :func:`matched_scale` or ``"adacos"`` =
+    :func:`adacos_scale` of ``num_rows``.
+
+    Example:
+        >>> resolve_scale(4.0, 1000), resolve_scale("auto", 10), round(resolve_scale("adacos", 10), 3)
+        (4.0, 4.0, 3.107)
+    """
+    if option == "auto":
+        return matched_scale(num_rows)
+    if option == "adacos":
+        return adacos_scale(num_rows)
+    return float(option)
+
+
+def matched_scale(num_classes: int) -> float:
+    """The cosine-logit scale for ``num_classes`` rows that keeps the best reachable target probability of
+    the validated setting (s = 4 with 10 rows).
+
+    With the target at cosine 1 and the other rows orthogonal, the target's probability is
+    ``e^s / (e^s + C - 1)``; holding it at its value for (s 4, C 10), 0.858, gives
+    ``s = 4 + ln((C - 1) / 9)``. A fixed s would make the influence loss ever softer as C grows (s 4: 0.05
+    at C = 1,000), so it would no longer pull new embeddings towards their old class.
+
+    Example:
+        >>> matched_scale(10), round(matched_scale(1000), 3), round(matched_scale(2), 3)
+        (4.0, 8.71, 1.803)
+    """
+    if num_classes < 2:
+        return REFERENCE_SCALE
+    return REFERENCE_SCALE + math.log((num_classes - 1) / (REFERENCE_ROWS - 1))
+
+
+def adacos_scale(num_classes: int, floor: float = MIN_AUTO_SCALE) -> float:
+    """AdaCos's fixed scale ``sqrt(2) * ln(C - 1)`` (Zhang et al., "AdaCos", CVPR 2019), at least ``floor``.
+
+    The formula gives 0 for C = 2 (ln 1) and less than 1 for C = 3 (0.98): cosine logits would then be
+    nearly flat, so the scale never goes below ``floor`` (1: a target at cosine 1 against one at -1 still
+    gets probability e / (e + 1/e) = 0.88 of two).
+
+    Example:
+        >>> round(adacos_scale(10), 4), adacos_scale(2)
+        (3.1073, 1.0)
+    """
+    if num_classes <= 2:
+        return floor
+    return max(math.sqrt(2.0) * math.log(num_classes - 1), floor)
+
+
+def influence_logits(clf: OldClassifier, config) -> dict:
+    """What the influence loss scores with, for ``model.json``: kind, resolved scale, option, rows.
+
+    Example:
+        >>> from compat_bct.config import BCTConfig
+        >>> clf = OldClassifier(torch.eye(2), torch.zeros(2), torch.tensor([0, 1]), torch.ones(2), "cosine", 1.0)
+        >>> influence_logits(clf, BCTConfig(influence_scale="adacos"))
+        {'kind': 'cosine', 'scale': 1.0, 'scale_option': 'adacos', 'rows': 2}
+    """
+    option = config.influence_scale if config.normalized_classifier else "old head"
+    return {"kind": clf.kind, "scale": round(clf.scale, 6) if clf.kind == "cosine" else None,
+            "scale_option": option, "rows": len(clf.weight)}
+
+
+def describe_logits(logits: dict) -> str:
+    """One line on the influence logits and, for a fixed cosine scale, what ``auto`` would give.
+
+    Example:
+        >>> print(describe_logits({"kind": "cosine", "scale": 4.0, "scale_option": 4.0, "rows": 10}))
+        influence logits: 4 * cos(f, w) over the old classifier's 10 rows (--influence-scale 4; auto would give 4).
+    """
+    if logits["kind"] != "cosine":
+        return f"influence logits: W f + b of the old classifier's {logits['rows']} rows (linear, like the old head)."
+    option = logits["scale_option"]
+    if option == "auto":
+        how = "--influence-scale auto: 4 + ln((C - 1) / 9)"
+    elif option == "adacos":
+        how = "--influence-scale adacos: sqrt(2) ln(C - 1)" + (", floored at 1" if logits["scale"] == MIN_AUTO_SCALE else "")
+    elif option == "old head":
+        how = "the old head's scale"
+    else:
+        how = f"--influence-scale {option:g}; auto would give {matched_scale(logits['rows']):.4g}"
+    return f"influence logits: {logits['scale']:g} * cos(f, w) over the old classifier's {logits['rows']} rows ({how})."
 
 
 def _row_names(old_classes: list[str], new_classes: list[str], target_rows: torch.Tensor,

@@ -5,16 +5,16 @@ can also come from ``--config`` or ``--set``. Names follow the original code's f
 (``--kd_filter``, ``--filter-base``, ``--li_margin`` ...) where one exists.
 
 Example:
-    >>> PCTConfig().kd_filter, ELODIConfig().kd_filter
-    ('old_correct', 'all_pass')
+    >>> PCTConfig().kd_filter, ELODIConfig().kd_filter, ELODIConfig().ldi_topk
+    ('old_correct', 'all_pass', 10)
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from compat_core.config import MethodConfig
-from pydantic import Field
+from pydantic import Field, model_validator
 
 KDFilter = Literal["all_pass", "old_correct", "neg_flip", "new_incorrect"]
 
@@ -76,16 +76,55 @@ class CNAConfig(DistillationOptions):
         "softmax mass of the positives.")
 
 
-class ELODIConfig(DistillationOptions):
-    """``elodi``: CE + logit difference inhibition (LDI) against one old model or an ensemble."""
+# The two settings of `elodi` (option -> value); fields the user does not give take the recipe's value.
+RECIPES: dict[str, dict[str, float | int]] = {
+    # ELODI (ensemble distillation): the authors' README command for it, --kd_alpha 0.8 --li_margin 0.0,
+    # 8 teacher checkpoints, and LDI on the top-K classes (K = 10, the README's --li_compute_topk 10)
+    "elodi": {"alpha": 0.8, "ldi_margin": 0.0, "ldi_topk": 10, "min_teachers": 8},
+    # single-teacher LDI: the README's LDI command, --kd_alpha 0.5 --li_margin 0.5, all classes
+    "ldi": {"alpha": 0.5, "ldi_margin": 0.5, "ldi_topk": 0, "min_teachers": 1},
+}
 
-    alpha: float = Field(0.5, ge=0, le=1, description="alpha of mixing=alpha (README LDI: 0.5; ELODI: 0.8).")
+
+class ELODIConfig(DistillationOptions):
+    """``elodi``: CE + logit difference inhibition (LDI) against an ensemble of teachers (ELODI, the
+    default) or one old model (``recipe="ldi"``).
+
+    Example:
+        >>> ELODIConfig().alpha, ELODIConfig().min_teachers, ELODIConfig(recipe="ldi").alpha
+        (0.8, 8, 0.5)
+        >>> ELODIConfig(recipe="ldi", ldi_margin=0.2).ldi_margin  # a value given wins over the recipe
+        0.2
+    """
+
+    recipe: Literal["elodi", "ldi"] = Field(
+        "elodi", description="elodi: the ELODI paper's ensemble distillation (alpha 0.8, margin 0, top-10 classes, "
+        "at least 8 --old teachers: models of the new architecture trained with other seeds); ldi: LDI with a "
+        "single teacher, the deployed old model (alpha 0.5, margin 0.5, all classes, 1 teacher). Options given "
+        "explicitly override the recipe's values.")
+    alpha: float = Field(0.8, ge=0, le=1, description="alpha of mixing=alpha (ELODI: 0.8; --recipe ldi: 0.5).")
     kd_filter: KDFilter = Field("all_pass", description=DistillationOptions.model_fields["kd_filter"].description)
     filter_base: float = Field(0.0, ge=0, description="Base weight of every sample (original default 0).")
     filter_scale: float = Field(1.0, ge=0, description="Extra weight of the filtered samples (original default 1).")
     ldi_p: float = Field(2.0, ge=1, description="p of the LDI penalty max(|z_new - z_old| - m, 0)^p (original --li_p).")
-    ldi_margin: float = Field(0.5, ge=0, description="Margin m below which logit differences are free (README LDI: 0.5; ELODI: 0).")
+    ldi_margin: float = Field(0.0, ge=0, description="Margin m below which logit differences are free (ELODI: 0; "
+                              "--recipe ldi: 0.5).")
     ldi_exclude_gt: bool = Field(True, description="Leave the ground-truth class out of the penalty (the original always does).")
     ldi_p_norm: bool = Field(False, description="(sum_c penalty)^(1/p) per sample instead of the mean over classes (original --li_use_p_norm).")
-    ldi_topk: int = Field(0, ge=0, description="Penalise only each sample's k classes with the highest logits (0: all classes).")
+    ldi_topk: int = Field(10, ge=0, description="Penalise only each sample's k highest-scoring classes other than the "
+                          "ground truth (ELODI: 10; --recipe ldi: 0 = all classes). With 11 classes or fewer, k = 10 "
+                          "is every class but the ground truth.")
     ldi_topk_by: Literal["new", "old"] = Field("new", description="Whose logits pick the top-k classes: the new model's (the original's intent) or the teacher's.")
+    min_teachers: int = Field(8, ge=1, description="Fewest --old teacher runs accepted (ELODI: an ensemble of 8; "
+                              "--recipe ldi: 1). Fewer is an error, so that a missing --old is not silently a "
+                              "different method.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_recipe(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        recipe = values.get("recipe") or "elodi"
+        defaults = RECIPES.get(getattr(recipe, "value", recipe), {})  # an unknown recipe fails on its own field
+        return {**{k: v for k, v in defaults.items() if values.get(k) is None}, **{
+            k: v for k, v in values.items() if v is not None or k not in defaults}}

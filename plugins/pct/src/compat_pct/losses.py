@@ -147,7 +147,7 @@ def ldi_class_mask(new_logits: torch.Tensor, old_logits: torch.Tensor, targets: 
 def ldi_per_sample(new_logits: torch.Tensor, old_logits: torch.Tensor, targets: torch.Tensor | None = None, *,
                    p: float = 2.0, margin: float = 0.5, exclude_gt: bool = True, p_norm: bool = False,
                    topk: int = 0, topk_by: str = "new") -> torch.Tensor:
-    """LDI (ELODI, Zhao et al., ICLR 2023): with ``d_c = max(|z_new,c - z_old,c| - margin, 0)``,
+    """LDI (ELODI, Zhao et al., arXiv:2205.06265, 2022): with ``d_c = max(|z_new,c - z_old,c| - margin, 0)``,
     ``l_i = mean over penalised classes of d_c^p``, or ``(sum d_c^p)^(1/p)`` with ``p_norm``.
 
     Example:

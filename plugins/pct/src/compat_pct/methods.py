@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import torch
+from compat_core.errors import CompatError
 from compat_core.losses import cross_entropy_terms
 from compat_core.methods.base import Batch, Method, MethodContext
 
@@ -76,6 +77,23 @@ class _Distillation(Method):
         return focal_weights(cfg.kd_filter, cfg.filter_base, cfg.filter_scale, old_correct, new_correct)
 
 
+def check_ensemble_size(config: ELODIConfig, teachers: int, method: str = "elodi") -> None:
+    """A :class:`CompatError` (exit code 2) when fewer than ``config.min_teachers`` ``--old`` runs are
+    given; none at all is left to the teacher's own message.
+
+    Example:
+        >>> check_ensemble_size(ELODIConfig(recipe="ldi"), 1)  # single-teacher LDI: fine
+    """
+    if 0 < teachers < config.min_teachers:
+        runs = f"{teachers} --old run{'s were' if teachers > 1 else ' was'}"
+        raise CompatError(
+            f"`compat train {method}` distils an ensemble of at least {config.min_teachers} teacher runs "
+            f"(--min-teachers {config.min_teachers}; the ELODI paper's setting is 8), but {runs} given. Pass --old RUN "
+            f"{config.min_teachers} times (models of the new architecture trained with different seeds), or "
+            f"--min-teachers {teachers} to distil the ensemble you have, or --recipe ldi for single-teacher LDI "
+            f"against the deployed old model (alpha 0.5, margin 0.5, all classes).")
+
+
 def _filter_needs_old(kd_filter: str) -> bool:
     return kd_filter in ("old_correct", "neg_flip")
 
@@ -94,12 +112,18 @@ class PCT(_Distillation):
 
 
 class ELODI(_Distillation):
-    """LDI (Zhao et al., "ELODI", ICLR 2023) against one old model, or ELODI against an ensemble:
-    ``max(|z_new - z_old| - m, 0)^p`` on the shared classes, ground truth excluded by default,
-    optionally only each sample's top-k classes."""
+    """ELODI (Zhao, Shen, Xiong, Yang, Xia, Tu, Schiele, Soatto, "ELODI: Ensemble Logit Difference
+    Inhibition for Positive-Congruent Training", arXiv:2205.06265, 2022): LDI,
+    ``mean over the top-k classes of max(|z_new - z_teacher| - m, 0)^p`` on the shared classes, ground
+    truth excluded, against an ensemble teacher (the paper's setting, the default: 8 teachers, alpha
+    0.8, m 0, k 10), or against the single old model (``recipe="ldi"``)."""
 
     config_class = ELODIConfig
     term_name = "ldi"
+
+    def __init__(self, config: ELODIConfig, ctx: MethodContext):
+        check_ensemble_size(config, len(ctx.old_models), ctx.method_name)
+        super().__init__(config, ctx)
 
     def distillation(self, embedding, logits, teacher, targets, weights) -> torch.Tensor:
         cfg = self.config

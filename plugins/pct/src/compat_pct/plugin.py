@@ -20,8 +20,8 @@ def compat_register_methods(register):
              summary="Contrastive neighbourhood alignment: CE + the new embeddings must find the old model's "
                      "in-batch neighbours (batch gathered under DDP). " + _SHARED)
     register("elodi", config=f"{_CONFIGS}:ELODIConfig", factory=f"{_METHODS}:ELODI",
-             summary="ELODI / LDI (Zhao et al. 2023): CE + logit difference inhibition against one old model or an "
-                     "ensemble (repeat --old, --teacher-weights). " + _SHARED)
+             summary="ELODI (Zhao et al. 2022): CE + logit difference inhibition against an ensemble of 8 teacher "
+                     "runs (repeat --old; --recipe ldi: one old model). " + _SHARED)
 
 
 @hookimpl

@@ -18,31 +18,67 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot"]
 DIGITS_TEST_SIZE = 0.25
+DIGITS_VAL_SIZE = 270  # 15% of the 1,797 images, carved from what the test split leaves
 
 
-def open_digits(source: str, split: str, image_size: int) -> ArrayDataset:
-    """scikit-learn's 8x8 digits (1,797 images, 10 classes) with a fixed stratified 75/25 split.
+def open_digits(source: str, split: str, image_size: int) -> ArraySplit:
+    """scikit-learn's 8x8 digits (1,797 images, 10 classes) with fixed, disjoint, stratified splits.
 
-    Pixel values 0..16 are scaled to 0..255. The split never changes between runs or machines
-    (``train_test_split(..., random_state=0, stratify=labels)``): 1,347 train and 450 test images.
+    ``test`` is 25% (450 images: ``train_test_split(..., test_size=0.25, random_state=0,
+    stratify=labels)``); ``val`` is a further stratified 15% of the whole set (270 images) taken
+    from the rest with ``random_state=0``; ``train`` keeps the remaining 1,077. The splits never
+    change between runs or machines. Pixel values 0..16 are scaled to 0..255. Base indices are
+    positions in the whole 1,797-image set, so no two splits share an index.
 
     Example:
         >>> ds = open_digits("digits", "test", 8)
         >>> len(ds), ds.num_classes
         (450, 10)
+        >>> [len(open_digits("digits", name, 8)) for name in ("train", "val")]
+        [1077, 270]
     """
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     check_image_size(image_size)
     digits = load_digits()
     labels = digits.target.astype(np.int64)
-    train, test = train_test_split(np.arange(len(labels)), test_size=DIGITS_TEST_SIZE, random_state=0,
-                                   stratify=labels)
-    chosen = np.sort(pick_split(split, {"train": train, "test": test}, source))
+    chosen = np.sort(pick_split(split, _digits_splits(labels), source))
     pixels = np.rint(digits.images[chosen] * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     images = torch.from_numpy(pixels).unsqueeze(1)
-    return ArrayDataset(images, labels[chosen], [str(i) for i in range(10)], image_size, name="digits")
+    return ArraySplit(images, labels[chosen], [str(i) for i in range(10)], image_size, name="digits",
+                      indices=chosen)
+
+
+class ArraySplit(ArrayDataset):
+    """One split of an in-memory set whose base indices are positions in the whole set, so
+    features (and manifests) of different splits never share an index.
+
+    Example:
+        >>> import torch
+        >>> part = ArraySplit(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), [0, 1], ["a", "b"], 4,
+        ...                   indices=[5, 9])
+        >>> part.base_indices.tolist(), part[1][2]
+        ([5, 9], 9)
+    """
+
+    def __init__(self, images: torch.Tensor, labels, classes: list[str], image_size: int, name: str = "array",
+                 *, indices):
+        super().__init__(images, labels, classes, image_size, name=name)
+        self._indices = np.asarray(indices, dtype=np.int64)
+
+    @property
+    def base_indices(self) -> np.ndarray:
+        return self._indices
+
+
+def _digits_splits(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Indices of the fixed digits splits; ``test`` is the historical 25% split, unchanged."""
+    from sklearn.model_selection import train_test_split
+
+    rest, test = train_test_split(np.arange(len(labels)), test_size=DIGITS_TEST_SIZE, random_state=0,
+                                  stratify=labels)
+    train, val = train_test_split(rest, test_size=DIGITS_VAL_SIZE, random_state=0, stratify=labels[rest])
+    return {"train": train, "val": val, "test": test}
 
 
 def open_fashion_mnist(source: str, split: str, image_size: int) -> ArrayDataset:

@@ -1,0 +1,110 @@
+"""``compat study run --dry-run``: the plan, what is already done, and a time estimate from a measured step.
+
+The estimate times a few real training steps (forward and backward of the new model's backbone on a
+batch of the study's size, plus the old model's forward where a run has one) on this machine and
+multiplies by every run's step count. Method-specific extra work (BCT's row fit, FCT's side model)
+is not included, so the estimate is a lower bound; the output says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from compat_core.study.plan import PlannedRun, plan_pairs, plan_runs
+from compat_core.study.runner import run_status
+from compat_core.study.spec import StudySpec
+
+
+def print_plan(console, spec: StudySpec, study_dir: str | Path, only: list[str] | None) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from compat_core.study.runner import resolve_runs
+
+    runs = plan_runs(spec, study_dir, only)
+    resolved = resolve_runs(runs)  # a bad option shows in the dry run, not an hour into the real one
+    table = Table(title=f"study {spec.name}: {len(runs)} runs", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("run", "method", "seed", "old model", "status"):
+        table.add_column(column, no_wrap=True)
+    for run in runs:
+        old = Path(run.options["old"][0]).name if run.options.get("old") else "-"
+        table.add_row(run.name, run.method, str(run.seed), old, run_status(run))
+    console.print(table)
+    pairs = plan_pairs(spec, runs)
+    console.print(f"{len(pairs)} retrieval evaluations on {', '.join(spec.evaluation.splits)}; "
+                  f"{len(spec.seeds.old) * len(spec.seeds.new)} seed pairs per method.", highlight=False)
+    todo = [run for run in runs if run_status(run) != "done"]
+    seconds = estimate_seconds(spec, todo, resolved)
+    console.print(f"estimated training time of the {len(todo)} runs left: {_duration(seconds)} on this "
+                  f"machine (measured steps x step counts; method-specific extra work not included, so "
+                  f"expect more).", highlight=False)
+
+
+def estimate_seconds(spec: StudySpec, runs: list[PlannedRun], resolved: dict) -> float:
+    """Sum over ``runs`` of steps x the measured seconds per step of their configuration."""
+    from compat_core.data import open_dataset
+    from compat_core.data.selection import parse_classes
+
+    keep = 1.0 - spec.validation.fraction  # the holdout is not written yet in a dry run
+    sizes: dict[str | None, int] = {}
+    per_step: dict[tuple, float] = {}
+    total = 0.0
+    for run in runs:
+        common, _ = resolved[run.name]
+        if common.classes not in sizes:
+            data = open_dataset(spec.data, split="train", image_size=8)
+            sizes[common.classes] = len(parse_classes(common.classes, data))
+        steps = math.ceil(sizes[common.classes] * keep / common.batch_size) * common.epochs
+        key = (common.backbone, common.image_size, common.batch_size, common.embedding_dim)
+        if key not in per_step:
+            per_step[key] = measure_step(common)
+        total += steps * per_step[key]
+        if run.old_seed is not None:
+            old_common, _ = resolved[f"old-s{run.old_seed}"] if f"old-s{run.old_seed}" in resolved else (None, None)
+            if old_common is not None:
+                total += steps * measure_step(old_common, backward=False, cache=per_step)
+    return total
+
+
+def measure_step(common, backward: bool = True, cache: dict | None = None, repeats: int = 3) -> float:
+    """Seconds of one training step (or one inference forward) of ``common``'s model, after a warm-up."""
+    import torch
+
+    from compat_core.models.embedding import EmbeddingModel, ModelSpec
+
+    key = ("forward" if not backward else "step", common.backbone, common.image_size, common.batch_size,
+           common.embedding_dim)
+    if cache is not None and key in cache:
+        return cache[key]
+    spec = ModelSpec.from_options(backbone=common.backbone, embedding_dim=common.embedding_dim,
+                                  classes=[str(i) for i in range(10)], head=common.head,
+                                  head_scale=common.head_scale, head_margin=common.head_margin,
+                                  image_size=common.image_size)
+    model = EmbeddingModel(spec)
+    images = torch.randint(0, 256, (common.batch_size, 3, common.image_size, common.image_size),
+                           dtype=torch.uint8)
+    labels = torch.randint(0, 10, (common.batch_size,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    timings = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        if backward:
+            out = model(images, labels)
+            torch.nn.functional.cross_entropy(out.logits, labels).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        else:
+            with torch.inference_mode():
+                model(images)
+        timings.append(time.perf_counter() - start)
+    seconds = sorted(timings[1:])[len(timings[1:]) // 2]  # the median after the warm-up step
+    if cache is not None:
+        cache[key] = seconds
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"

@@ -1,0 +1,109 @@
+"""What a study computes: its runs (with their exact training options) and its evaluations.
+
+Runs are ordered old models first, then the reference, then method by method over every seed pair,
+so a study stopped early holds complete methods rather than a little of each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compat_core.study.spec import StudySpec
+
+SPLIT_FILE = "split.json"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of the study, a normal compat run directory under ``DIR/runs/``."""
+
+    name: str
+    entry: str  # "old" or the study's method entry name
+    method: str
+    seed: int
+    old_seed: int | None  # the old model it trains against (None: none)
+    new_seed: int | None
+    options: dict[str, Any] = field(hash=False, compare=False)  # every training option, flags included
+
+    @property
+    def role(self) -> str:
+        return "old" if self.entry == "old" else "method"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One retrieval evaluation: ``query`` run searched against ``gallery`` run on ``split``."""
+
+    query: str
+    gallery: str
+    split: str
+
+
+def old_run(seed: int) -> str:
+    return f"old-s{seed}"
+
+
+def new_run(entry: str, new_seed: int, old_seed: int | None) -> str:
+    return f"{entry}-n{new_seed}" if old_seed is None else f"{entry}-o{old_seed}-n{new_seed}"
+
+
+def split_spec(study_dir: str | Path, split: str) -> str:
+    """The dataset split name of ``split`` in this study: ``val`` and ``train`` come from the holdout."""
+    return split if split == "test" else f"@{Path(study_dir) / SPLIT_FILE}:{split}"
+
+
+def plan_runs(spec: StudySpec, study_dir: str | Path, only: list[str] | None = None) -> list[PlannedRun]:
+    """Every run the study needs (restricted to the entries in ``only`` and what they depend on).
+
+    Example:
+        >>> spec = load_study("studies/digits-smoke.yaml")  # doctest: +SKIP
+        >>> [r.name for r in plan_runs(spec, "runs/s")][:3]  # doctest: +SKIP
+        ['old-s1', 'old-s3', 'independent-n2']
+    """
+    train_split = split_spec(study_dir, "train")
+    base = {"data": spec.data, "split": train_split, **spec.common}
+    runs = [PlannedRun(old_run(s), "old", spec.old.method, s, None, None, {
+        **base, "classes": spec.old.classes, **spec.old.set, "seed": s,
+        "out": str(Path(study_dir) / "runs" / old_run(s))}) for s in spec.seeds.old]
+    entries = [spec.reference] + [n for n in spec.methods if n != spec.reference]
+    for name in entries:
+        if only and name not in only and name != spec.reference:
+            continue
+        entry = spec.methods[name]
+        old_seeds = spec.seeds.old if entry.old_model else [None]
+        for old_seed in old_seeds:
+            for new_seed in spec.seeds.new:
+                run_name = new_run(name, new_seed, old_seed)
+                options = {**base, "classes": spec.new.classes, **spec.new.set, **entry.set, "seed": new_seed,
+                           "out": str(Path(study_dir) / "runs" / run_name)}
+                if old_seed is not None:
+                    options["old"] = [str(Path(study_dir) / "runs" / old_run(old_seed))]
+                runs.append(PlannedRun(run_name, name, entry.method, new_seed, old_seed, new_seed, options))
+    return runs
+
+
+def seed_pairs(spec: StudySpec, entry: str) -> list[tuple[int, int, str]]:
+    """``(old seed, new seed, new run name)`` for every seed pair of method entry ``entry``.
+
+    An entry trained without the old model (the reference) has one run per new seed, which is
+    evaluated against every old model.
+    """
+    uses_old = spec.methods[entry].old_model
+    return [(s, t, new_run(entry, t, s if uses_old else None)) for s in spec.seeds.old for t in spec.seeds.new]
+
+
+def plan_pairs(spec: StudySpec, runs: list[PlannedRun]) -> list[Pair]:
+    """Every (query, gallery, split) evaluation the report needs, each once."""
+    planned = {run.name for run in runs}
+    pairs: dict[Pair, None] = {}
+    for split in spec.evaluation.splits:
+        for seed in spec.seeds.old:
+            pairs[Pair(old_run(seed), old_run(seed), split)] = None
+        for entry in spec.methods:
+            for old_seed, _, name in seed_pairs(spec, entry):
+                if name in planned:
+                    pairs[Pair(name, name, split)] = None
+                    pairs[Pair(name, old_run(old_seed), split)] = None
+    return list(pairs)

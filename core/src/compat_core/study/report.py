@@ -1,0 +1,123 @@
+"""``compat study report``: per method, over every seed pair, as mean ± std (fractions in JSON).
+
+For each method entry and seed pair (old seed s, new seed t): old/old is the old model s against
+itself, new/old the method's new model against old model s (new queries, old gallery), new/new the new
+model against itself, and the update gain (Shen et al., CVPR 2020) is
+(M(new, old) - M(old, old)) / (M(ref, ref) - M(old, old)) with the reference run of new seed t.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from compat_core.errors import CompatError
+from compat_core.study.plan import new_run, old_run, seed_pairs
+from compat_core.study.runner import read_study_dir
+from compat_core.study.spec import StudySpec
+from compat_core.study.stats import paired, summarize
+
+METRICS = ("top1", "top5", "mAP")
+CRITERION = ("top1", "mAP")
+GROUPS = ("old_classes", "new_classes")
+
+
+def build_report(study_dir: str | Path, split: str = "test", compare_to: str | None = None) -> dict[str, Any]:
+    """The report of the study in ``study_dir`` on ``split``; seed pairs whose results are missing
+    are left out and counted in ``missing``.
+
+    Example:
+        >>> report = build_report("runs/study", "val")  # doctest: +SKIP
+        >>> report["methods"]["bct"]["criterion_held"]  # doctest: +SKIP
+        {'top1': 4, 'mAP': 6}
+    """
+    spec = read_study_dir(study_dir)
+    if split not in spec.evaluation.splits:
+        raise CompatError(f"--split {split}: study {spec.name} evaluates {', '.join(spec.evaluation.splits)}. "
+                          f"Pick one of these.")
+    comparison = compare_to or spec.comparison
+    if comparison is not None and comparison not in spec.methods:
+        raise CompatError(f"--compare-to {comparison}: not a method of study {spec.name} "
+                          f"({', '.join(spec.methods)}).")
+    results = _load_results(study_dir, split)
+    methods, missing = {}, {}
+    for entry in spec.methods:
+        rows, absent = _per_pair(spec, entry, results)
+        missing[entry] = absent
+        if rows:
+            methods[entry] = _summary(spec.methods[entry].method, rows)
+    if comparison in methods:
+        for entry, summary in methods.items():
+            if entry != comparison:
+                summary["versus"] = _versus(summary["per_pair"], methods[comparison]["per_pair"], comparison)
+    return {"study": spec.name, "split": split, "data": spec.data, "metric": spec.evaluation.metric,
+            "reference": spec.reference, "comparison": comparison,
+            "n_pairs": len(spec.seeds.old) * len(spec.seeds.new),
+            "seeds": {"old": spec.seeds.old, "new": spec.seeds.new},
+            "methods": methods, "missing": {k: v for k, v in missing.items() if v}}
+
+
+def _load_results(study_dir: str | Path, split: str) -> dict[tuple[str, str], dict]:
+    folder = Path(study_dir) / "results" / split
+    results = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        data = json.loads(path.read_text())
+        results[data["query"], data["gallery"]] = data
+    return results
+
+
+def _per_pair(spec: StudySpec, entry: str, results: dict) -> tuple[list[dict], list[str]]:
+    rows, missing = [], []
+    for old_seed, new_seed, run in seed_pairs(spec, entry):
+        old, reference = old_run(old_seed), new_run(spec.reference, new_seed, None)
+        needed = {"old_old": (old, old), "new_old": (run, old), "new_new": (run, run),
+                  "reference": (reference, reference)}
+        if not all(key in results for key in needed.values()):
+            missing.append(f"{old_seed}/{new_seed}")
+            continue
+        got = {name: results[key] for name, key in needed.items()}
+        row = {"old_seed": old_seed, "new_seed": new_seed, "run": run,
+               **{name: {m: got[name][m] for m in METRICS} for name in ("old_old", "new_old", "new_new")},
+               "reference_new_new": {m: got["reference"][m] for m in METRICS}}
+        row["gain"] = {m: update_gain(row, m) for m in CRITERION}
+        row["criterion"] = {m: row["new_old"][m] > row["old_old"][m] for m in CRITERION}
+        if "by_group" in got["new_old"]:
+            row["new_old_by_group"] = got["new_old"]["by_group"]
+        rows.append(row)
+    return rows, missing
+
+
+def update_gain(row: dict, metric: str) -> float | None:
+    from compat_core.metrics.compatibility import update_gain as gain
+
+    return gain(row["new_old"][metric], row["old_old"][metric], row["reference_new_new"][metric])
+
+
+def _summary(method: str, rows: list[dict]) -> dict[str, Any]:
+    def over(key: str) -> dict:
+        return {m: summarize([r[key][m] for r in rows]) for m in METRICS}
+
+    gains = {m: [r["gain"][m] for r in rows if r["gain"][m] is not None] for m in CRITERION}
+    summary = {"method": method, "n": len(rows), "old_old": over("old_old"), "new_old": over("new_old"),
+               "new_new": over("new_new"),
+               "gain": {m: {**summarize(gains[m]), "undefined": len(rows) - len(gains[m])} for m in CRITERION},
+               "criterion_held": {m: sum(r["criterion"][m] for r in rows) for m in CRITERION},
+               "new_new_vs_reference": {m: paired([r["new_new"][m] for r in rows],
+                                                  [r["reference_new_new"][m] for r in rows]) for m in METRICS},
+               "per_pair": rows}
+    grouped = [r["new_old_by_group"] for r in rows if "new_old_by_group" in r]
+    if len(grouped) == len(rows):
+        summary["new_old_by_group"] = {g: {m: summarize([b[g][m] for b in grouped]) for m in METRICS}
+                                       for g in GROUPS if all(g in b for b in grouped)}
+    return summary
+
+
+def _versus(rows: list[dict], others: list[dict], comparison: str) -> dict[str, Any]:
+    """Paired new/old differences against the comparison method, over the seed pairs both have."""
+    theirs = {(r["old_seed"], r["new_seed"]): r for r in others}
+    common = [r for r in rows if (r["old_seed"], r["new_seed"]) in theirs]
+    return {"against": comparison, "n": len(common),
+            "new_old": {m: paired([r["new_old"][m] for r in common],
+                                  [theirs[r["old_seed"], r["new_seed"]]["new_old"][m] for r in common])
+                        for m in METRICS}}
