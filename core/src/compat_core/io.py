@@ -67,6 +67,19 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         os.fsync(handle.fileno())
 
 
+def read_json(path: str | os.PathLike, fix: str) -> Any:
+    """The parsed JSON file ``path``; a user-facing error ending with ``fix`` when it is missing or unreadable.
+
+    Example:
+        >>> read_json("runs/old/model.json", "Point to a run directory.")["format"]  # doctest: +SKIP
+        'compat-model/1'
+    """
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CompatError(f"{path} is missing or unreadable ({exc}). {fix}") from None
+
+
 def read_npz(path: str | os.PathLike, required: tuple[str, ...], *, what: str, unreadable_fix: str,
              missing_fix: str) -> dict[str, Any]:
     """Every array of a ``.npz`` file (never unpickled), with a user-facing error when the file cannot be

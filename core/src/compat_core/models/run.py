@@ -9,7 +9,6 @@ without ``"loader"`` load exactly as before.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,12 +49,10 @@ def save_model(model: EmbeddingModel, run_dir: str | Path) -> None:
 
 def read_run_json(run_dir: str | Path) -> dict[str, Any]:
     """The parsed ``model.json`` of a run, with its format checked."""
+    from compat_core.io import read_json
+
     path = Path(run_dir) / SPEC
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CompatError(f"{path} is missing or unreadable ({exc}). Point to a run directory written by "
-                          f"`compat train`.") from None
+    data = read_json(path, "Point to a run directory written by `compat train`.")
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CompatError(f"{path} has format {found!r}, expected {MODEL_FORMAT!r}. "

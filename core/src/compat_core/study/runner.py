@@ -79,11 +79,9 @@ def check_study_dir(spec: StudySpec, study_dir: str | Path, *, resume: bool) -> 
 
 
 def _read_state(path: Path) -> dict[str, Any]:
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CompatError(f"{path} is not readable ({exc}). It marks a study folder; restore it or choose "
-                          f"another --out.") from None
+    from compat_core.io import read_json
+
+    state = read_json(path, "It marks a study folder: restore it, or choose another --out.")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CompatError(f"{path} is not a {STATE_FORMAT} study state. Choose another --out.")
     return state
