@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from compat_core.study.plan import PlannedRun, plan_pairs, plan_runs
+from compat_core.study.plan import PlannedRun, old_run, plan_pairs, plan_runs
 from compat_core.study.runner import run_status
 from compat_core.study.spec import StudySpec
 
@@ -57,14 +57,10 @@ def estimate_seconds(spec: StudySpec, runs: list[PlannedRun], resolved: dict) ->
             data = open_dataset(spec.data, split="train", image_size=8)
             sizes[common.classes] = len(parse_classes(common.classes, data))
         steps = math.ceil(sizes[common.classes] * keep / common.batch_size) * common.epochs
-        key = (common.backbone, common.image_size, common.batch_size, common.embedding_dim)
-        if key not in per_step:
-            per_step[key] = measure_step(common)
-        total += steps * per_step[key]
-        if run.old_seed is not None:
-            old_common, _ = resolved[f"old-s{run.old_seed}"] if f"old-s{run.old_seed}" in resolved else (None, None)
-            if old_common is not None:
-                total += steps * measure_step(old_common, backward=False, cache=per_step)
+        total += steps * measure_step(common, cache=per_step)
+        if run.old_seed is not None:  # the old model embeds every batch too (old runs are always planned)
+            old_common, _ = resolved[old_run(run.old_seed)]
+            total += steps * measure_step(old_common, backward=False, cache=per_step)
     return total
 
 
