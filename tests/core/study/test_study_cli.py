@@ -157,3 +157,45 @@ def test_the_shipped_fashion_study_file_is_valid():
         pytest.skip("Fashion-MNIST is not installed here (dataset-fashion-mnist)")
     assert proc.returncode == 0, proc.stderr
     assert "41 runs" in proc.stdout
+
+
+CLASSIFICATION = """name: digits-cls
+data: digits
+validation: {fraction: 0.15, seed: 0}
+common: {backbone: test_resnet, embedding_dim: 16, image_size: 8, batch_size: 64, epochs: 1, lr: 0.05,
+         augment: none, device: cpu}
+methods:
+  independent: {method: baseline, reference: true, old_model: false}
+  pct: {method: pct}
+seeds: {old: [1, 3], new: [2]}
+evaluation: {task: classification, splits: [val, test]}
+"""
+
+
+def test_classification_study_scores_each_new_classifier_against_its_old_one(tmp_path):
+    out = tmp_path / "cls"
+    compat("study", "run", write(tmp_path, CLASSIFICATION), "--out", out)
+    proc = compat("study", "report", out, "--split", "val", "--json", tmp_path / "r.json")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["task"] == "classification" and set(report["methods"]) == {"independent", "pct"}
+    pct = report["methods"]["pct"]
+    assert pct["n"] == 2 and 0 < pct["new_accuracy"]["mean"] <= 1 and 0 <= pct["nfr"]["mean"] <= 1
+    row = pct["per_pair"][0]
+    saved = json.loads((out / "results" / "val" / "pct-o1-n2--old-s1.json").read_text())
+    assert row["nfr"] == saved["nfr"] and row["reference"]["nfr"] == json.loads(
+        (out / "results" / "val" / "independent-n2--old-s1.json").read_text())["nfr"]
+    assert saved["old_accuracy"] == json.loads(
+        (out / "results" / "val" / "independent-n2--old-s1.json").read_text())["old_accuracy"]
+    assert sorted(p.name for p in (out / "results" / "test").iterdir()) == [
+        "independent-n2--old-s1.json", "independent-n2--old-s3.json", "pct-o1-n2--old-s1.json",
+        "pct-o3-n2--old-s3.json"]
+    assert "NFR" in proc.stdout and "fewer flips" in proc.stdout
+
+
+def test_the_shipped_pct_study_file_is_valid():
+    proc = compat("study", "run", ROOT / "studies" / "fashion-mnist-pct.yaml", "--out", "unused",
+                  "--dry-run", check=False)
+    if "fashion-mnist: no Fashion-MNIST" in proc.stderr:
+        pytest.skip("Fashion-MNIST is not installed here (dataset-fashion-mnist)")
+    assert proc.returncode == 0, proc.stderr
+    assert "29 runs" in proc.stdout and "classification evaluations" in proc.stdout

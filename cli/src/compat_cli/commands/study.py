@@ -54,12 +54,14 @@ def report(
                                                    "with (default: the study's compare_to, else the first "
                                                    "method trained against the old model).")] = None,
     json_out: Annotated[str | None, typer.Option("--json", help="Write the report as JSON (fractions).")] = None,
-    plot_out: Annotated[str | None, typer.Option("--plot", help="Write the new/new vs new/old mAP plot "
+    plot_out: Annotated[str | None, typer.Option("--plot", help="Write the trade-off plot: new/new vs "
+                                                 "new/old mAP, or for a classification study accuracy vs NFR "
                                                  "(PNG; needs matplotlib).")] = None,
     markdown_out: Annotated[str | None, typer.Option("--markdown", help="Write the tables as Markdown.")] = None,
 ) -> None:
     """Per method over every seed pair: old/old, new/old, new/new (top-1, top-5, mAP) as mean ± std, the BCT
-    criterion as held in k of n, the update gain, the cost against the reference, and paired differences."""
+    criterion as held in k of n, the update gain, the cost against the reference, and paired differences.
+    A classification study reports accuracy, NFR, NFI, BTC and the NFR against the reference instead."""
     from compat_core.io import write_json, write_text
     from compat_core.study import render
     from compat_core.study.report import build_report

@@ -33,7 +33,7 @@ def print_plan(console, spec: StudySpec, study_dir: str | Path, only: list[str] 
         table.add_row(run.name, run.method, str(run.seed), old, run_status(run))
     console.print(table)
     pairs = plan_pairs(spec, runs)
-    console.print(f"{len(pairs)} retrieval evaluations on {', '.join(spec.evaluation.splits)}; "
+    console.print(f"{len(pairs)} {spec.evaluation.task} evaluations on {', '.join(spec.evaluation.splits)}; "
                   f"{len(spec.seeds.old) * len(spec.seeds.new)} seed pairs per method.", highlight=False)
     todo = [run for run in runs if run_status(run) != "done"]
     seconds = estimate_seconds(spec, todo, resolved)

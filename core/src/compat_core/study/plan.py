@@ -34,7 +34,8 @@ class PlannedRun:
 
 @dataclass(frozen=True)
 class Pair:
-    """One retrieval evaluation: ``query`` run searched against ``gallery`` run on ``split``."""
+    """One evaluation on ``split``: ``query`` run searched against ``gallery`` run (retrieval), or new
+    classifier ``query`` scored against old classifier ``gallery`` (classification)."""
 
     query: str
     gallery: str
@@ -95,9 +96,20 @@ def seed_pairs(spec: StudySpec, entry: str) -> list[tuple[int, int, str]]:
 
 
 def plan_pairs(spec: StudySpec, runs: list[PlannedRun]) -> list[Pair]:
-    """Every (query, gallery, split) evaluation the report needs, each once."""
+    """Every (query, gallery, split) evaluation the report needs, each once.
+
+    Classification studies compare each new model (the reference's included) with its old model only:
+    ``Pair(new run, old run)``; the old model's accuracy comes with every such pair.
+    """
     planned = {run.name for run in runs}
     pairs: dict[Pair, None] = {}
+    if spec.evaluation.task == "classification":
+        for split in spec.evaluation.splits:
+            for entry in spec.methods:
+                for old_seed, _, name in seed_pairs(spec, entry):
+                    if name in planned:
+                        pairs[Pair(name, old_run(old_seed), split)] = None
+        return list(pairs)
     for split in spec.evaluation.splits:
         for seed in spec.seeds.old:
             pairs[Pair(old_run(seed), old_run(seed), split)] = None

@@ -16,6 +16,10 @@ NAMES = {"top1": "top-1", "top5": "top-5", "mAP": "mAP"}
 
 def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """``(title, header, rows)`` of every table of the report, numbers in percent."""
+    if report.get("task") == "classification":
+        from compat_core.study.classification import tables as classification_tables
+
+        return classification_tables(report)
     methods = report["methods"]
     n_all = report["n_pairs"]
     out = []
@@ -64,8 +68,8 @@ def print_report(console, report: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    console.print(f"study {report['study']} on {report['data']}, split {report['split']}, {report['metric']} "
-                  f"retrieval, percent: {report['n_pairs']} seed pairs (old seeds {_seeds(report, 'old')}; new "
+    console.print(f"study {report['study']} on {report['data']}, split {report['split']}, {_task(report)}, "
+                  f"percent: {report['n_pairs']} seed pairs (old seeds {_seeds(report, 'old')}; new "
                   f"seeds {_seeds(report, 'new')})", highlight=False, markup=False)
     for title, header, rows in tables(report):
         table = Table(title=escape(title), box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left")
@@ -81,6 +85,12 @@ def print_report(console, report: dict[str, Any]) -> None:
                       f"(resume the study)", highlight=False)
 
 
+def _task(report: dict) -> str:
+    if report.get("task") == "classification":
+        return "classification (each new classifier against its old one)"
+    return f"{report['metric']} retrieval"
+
+
 def _seeds(report: dict, side: str) -> str:
     return ", ".join(map(str, report["seeds"][side]))
 
@@ -89,7 +99,7 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables (what the README quotes)."""
     lines = [f"# Study {report['study']}: {report['data']}, split `{report['split']}`", "",
              f"{report['n_pairs']} seed pairs (old seeds {_seeds(report, 'old')} x new seeds "
-             f"{_seeds(report, 'new')}); {report['metric']} retrieval; mean ± sample std over the pairs, in "
+             f"{_seeds(report, 'new')}); {_task(report)}; mean ± sample std over the pairs, in "
              f"percent; reference (independently trained new model): `{report['reference']}`.", ""]
     for title, header, rows in tables(report):
         lines += [f"**{title}**", "", "| " + " | ".join(header) + " |",
@@ -113,9 +123,14 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise CompatError("--plot needs matplotlib. Install it with `pip install 'compat-core[plot]'`.") from None
-    from compat_core.io import write_atomic
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    if report.get("task") == "classification":
+        from compat_core.study.classification import plot_axes
+
+        plot_axes(ax, report)
+        _save(fig, ax, path)
+        return Path(path)
     for name, s in report["methods"].items():
         x, y = s["new_new"]["mAP"], s["new_old"]["mAP"]
         ax.errorbar(100 * x["mean"], 100 * y["mean"], xerr=100 * x["std"], yerr=100 * y["std"], fmt="o",
@@ -130,8 +145,16 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("new/new mAP (%)")
     ax.set_ylabel("new/old mAP (%)")
     ax.set_title(f"{report['study']} [{report['split']}]: compatibility vs new-model quality")
+    _save(fig, ax, path)
+    return Path(path)
+
+
+def _save(fig, ax, path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from compat_core.io import write_atomic
+
     ax.legend(fontsize="small")
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
-    return Path(path)

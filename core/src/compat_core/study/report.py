@@ -4,6 +4,7 @@ For each method entry and seed pair (old seed s, new seed t): old/old is the old
 itself, new/old the method's new model against old model s (new queries, old gallery), new/new the new
 model against itself, and the update gain (Shen et al., CVPR 2020) is
 (M(new, old) - M(old, old)) / (M(ref, ref) - M(old, old)) with the reference run of new seed t.
+Classification studies are summarised by :mod:`compat_core.study.classification`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compat_core.errors import CompatError
+from compat_core.study import classification
 from compat_core.study.plan import new_run, old_run, seed_pairs
 from compat_core.study.runner import read_study_dir
 from compat_core.study.spec import StudySpec
@@ -41,17 +43,20 @@ def build_report(study_dir: str | Path, split: str = "test", compare_to: str | N
         raise CompatError(f"--compare-to {comparison}: not a method of study {spec.name} "
                           f"({', '.join(spec.methods)}).")
     results = _load_results(study_dir, split)
+    task = spec.evaluation.task
+    per_pair, summarise, versus = ((_per_pair, _summary, _versus) if task == "retrieval" else
+                                   (classification.per_pair, classification.summary, classification.versus))
     methods, missing = {}, {}
     for entry in spec.methods:
-        rows, absent = _per_pair(spec, entry, results)
+        rows, absent = per_pair(spec, entry, results)
         missing[entry] = absent
         if rows:
-            methods[entry] = _summary(spec.methods[entry].method, rows)
+            methods[entry] = summarise(spec.methods[entry].method, rows)
     if comparison in methods:
         for entry, summary in methods.items():
             if entry != comparison:
-                summary["versus"] = _versus(summary["per_pair"], methods[comparison]["per_pair"], comparison)
-    return {"study": spec.name, "split": split, "data": spec.data, "metric": spec.evaluation.metric,
+                summary["versus"] = versus(summary["per_pair"], methods[comparison]["per_pair"], comparison)
+    return {"study": spec.name, "task": task, "split": split, "data": spec.data, "metric": spec.evaluation.metric,
             "reference": spec.reference, "comparison": comparison,
             "n_pairs": len(spec.seeds.old) * len(spec.seeds.new),
             "seeds": {"old": spec.seeds.old, "new": spec.seeds.new},

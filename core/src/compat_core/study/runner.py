@@ -174,17 +174,35 @@ class StudyRunner:
         self.evaluate()
 
     def evaluate(self) -> None:
-        from compat_core.evaluators.retrieval import retrieval_between
-
         todo = [pair for pair in self.pairs if not result_path(self.dir, pair).is_file()]
         if todo:
             self.log(f"evaluate {len(todo)} (query, gallery, split) pairs")
         cache: dict[tuple[str, str], Any] = {}
         for pair in todo:
             query, gallery = (self._features(name, pair.split, cache) for name in (pair.query, pair.gallery))
-            metrics = retrieval_between(query, gallery, self.spec.evaluation.metric)
+            metrics = self._score(pair, query, gallery)
             write_json(result_path(self.dir, pair), {"query": pair.query, "gallery": pair.gallery,
                                                      "split": pair.split, **_plain(metrics)})
+
+    def _score(self, pair: Pair, query: Any, gallery: Any) -> dict[str, Any]:
+        if self.spec.evaluation.task == "retrieval":
+            from compat_core.evaluators.retrieval import retrieval_between
+
+            return retrieval_between(query, gallery, self.spec.evaluation.metric)
+        from compat_core.metrics.regression import regression_report
+
+        for run, feats in ((pair.query, query), (pair.gallery, gallery)):
+            if feats.logits is None:
+                raise CompatError(f"study run {run} has no classifier head, so a classification study cannot "
+                                  f"score it. Train classifiers (every compat method has a head unless its "
+                                  f"options remove it), or use `evaluation: {{task: retrieval}}`.")
+        if not (len(query.labels) == len(gallery.labels) and (query.index == gallery.index).all()):
+            raise CompatError(f"study runs {pair.query} and {pair.gallery} were scored on different images of "
+                              f"{pair.split}. Delete {self.dir / 'features' / pair.split} and resume the study.")
+        report = regression_report(gallery.logits, query.logits, query.labels, gallery.logit_classes,
+                                   query.logit_classes, query.classes)
+        report.pop("per_class", None)  # the study reports whole-set numbers; per class: compat eval regression
+        return report
 
     def _features(self, run: str, split: str, cache: dict) -> Any:
         from compat_core.engine.distributed import resolve_device
@@ -196,7 +214,8 @@ class StudyRunner:
             if not path.is_file():
                 device = str(resolve_device(str(self.spec.common.get("device", "auto"))))
                 feats = features_of(str(self.dir / "runs" / run), data=self.spec.data,
-                                    split=split_spec(self.dir, split), device=device)
+                                    split=split_spec(self.dir, split), device=device,
+                                    with_logits=self.spec.evaluation.task == "classification")
                 save(path, feats)
             cache[key] = load(path)
         return cache[key]

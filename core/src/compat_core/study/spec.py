@@ -15,6 +15,9 @@ A study is a YAML file such as ``studies/digits-smoke.yaml``::
     seeds: {old: [1, 3], new: [2]}
     evaluation: {splits: [val, test], metric: cosine}
 
+``evaluation.task: classification`` (``studies/fashion-mnist-pct.yaml``) scores classifier updates
+instead: each new model's accuracy and negative flips against its old model (NFR, NFI, BTC, BEC).
+
 Every old seed is paired with every new seed; the reference (the independently trained new model,
 the denominator of the update gain) trains once per new seed.
 """
@@ -67,8 +70,11 @@ class Seeds(_Strict):
 
 
 class Evaluation(_Strict):
+    task: Literal["retrieval", "classification"] = Field(
+        "retrieval", description="retrieval: old/old, new/old, new/new search (embedding updates); "
+        "classification: accuracy and negative flips of each new classifier against its old one (NFR, NFI, BTC).")
     splits: list[Literal["val", "test"]] = Field(default_factory=lambda: list(SPLITS))
-    metric: Literal["cosine", "l2"] = "cosine"
+    metric: Literal["cosine", "l2"] = Field("cosine", description="Retrieval distance (retrieval only).")
 
 
 class StudySpec(_Strict):
@@ -105,6 +111,8 @@ class StudySpec(_Strict):
         seeds, evaluation), not the method entries, so methods can be added to a study later. Each run's
         own options are checked against its ``config.yaml`` instead."""
         protocol = self.model_dump(mode="json", exclude={"methods", "compare_to"})
+        if protocol["evaluation"]["task"] == "retrieval":  # studies written before `task` existed keep their hash
+            del protocol["evaluation"]["task"]
         text = json.dumps(protocol, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
