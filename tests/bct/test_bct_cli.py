@@ -114,7 +114,7 @@ def test_truncated_model_is_cross_evaluated_through_its_recorded_policy(old_run,
     new = tmp_path / "wide"
     compat("train", "bct", *TINY, "--epochs", "1", "--embedding-dim", "24", "--dim-policy", "truncate",
            "--old", old_run, "--out", new)
-    assert json.loads((new / "model.json").read_text())["extra"]["dim_policy"] == "truncate"
+    assert json.loads((new / "model.json").read_text())["dim_policy"] == "truncate"
     out = tmp_path / "m.json"
     compat("eval", "retrieval", "--query", new, "--gallery", old_run, "--data", "digits", "--device", "cpu",
            "--json", out)

@@ -16,9 +16,9 @@ from compat_bct.old_classifier import (
     influence_logits,
     matched_scale,
 )
-from compat_bct.old_embeddings import OldEmbeddings
 from compat_core.config import dump_resolved, resolve_config
 from compat_core.errors import CompatError
+from compat_core.old_space import OldEmbeddings
 from test_bct_old_classifier import make_ctx, make_data, make_old
 
 TINY = ["--data", "digits", "--backbone", "test_resnet", "--embedding-dim", "16", "--image-size", "16",

@@ -110,9 +110,14 @@ def test_bct_only_trains_the_new_model(old_run, tmp_path):
 
 
 def test_cached_old_features_give_the_same_l2_term(old_run, tmp_path):
-    ctx = context(old_run, tmp_path, "l2")
+    ctx = context(old_run, tmp_path, "l2", augment="none")
     path = tmp_path / "old.npz"
     save(path, extract(ctx.old_model.model, ctx.data))
+    # core's rule: cached (un-augmented) old embeddings cannot be paired with augmented images...
+    with pytest.raises(CompatError, match="--augment none"):
+        L2(L2Config(old_features=str(path)), context(old_run, tmp_path, "l2", augment="crop-flip"))
+    # ...but BCT's rows are whole-dataset class means, which a cache gives exactly
+    BCT(BCTConfig(old_features=str(path)), context(old_run, tmp_path, "bct", augment="crop-flip"))
     torch.manual_seed(0)
     online = L2(L2Config(), ctx).eval()
     torch.manual_seed(0)

@@ -8,15 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from compat_bct.config import BCTConfig
-from compat_bct.old_classifier import assemble_rows, build_old_classifier, class_means, read_label_map
-from compat_bct.old_embeddings import OldEmbeddings, align_dim, check_dims
+from compat_bct.old_classifier import assemble_rows, build_old_classifier, read_label_map
 from compat_bct.row_fit import describe_fit
 from compat_core.data.base import ArrayDataset
 from compat_core.errors import CompatError
-from compat_core.features import FeatureSet, save
 from compat_core.models.embedding import EmbeddingModel, ModelSpec
 from compat_core.models.heads import head_settings
 from compat_core.models.old import OldModel
+from compat_core.old_space import OldEmbeddings
 from torch import nn
 
 
@@ -56,15 +55,6 @@ def make_ctx(old, data):
 
 
 # -- pure pieces ------------------------------------------------------------------------------------
-def test_class_means_average_normalised_features():
-    feats = torch.tensor([[3.0, 4.0], [0.0, 2.0], [5.0, 0.0]])
-    means, counts = class_means(feats, torch.tensor([0, 0, 1]), 3)
-    assert means.tolist()[0] == pytest.approx([0.3, 0.9])
-    assert means.tolist()[1] == pytest.approx([1.0, 0.0])
-    assert means.tolist()[2] == [0.0, 0.0]  # no sample: zero row, never NaN
-    assert counts.tolist() == [2, 1, 0]
-
-
 def test_assemble_keeps_real_rows_and_appends_new_only():
     old_w = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     old_b = torch.tensor([0.5, -0.5])
@@ -201,61 +191,3 @@ def test_describe_fit_names_the_rows_the_old_classifier_mislabels():
     line = describe_fit(report, fitted=False)
     assert "'shirt' 20%" in line and "shoe" not in line and "--fit-synthesized" in line
     assert "--fit-synthesized" not in describe_fit({"rows": ["a"], "accuracy_on_old_embeddings": [0.8]}, False)
-
-# -- dimensions -------------------------------------------------------------------------------------
-def test_align_dim_policies():
-    f = torch.tensor([[1.0, 2.0, 3.0]])
-    assert align_dim(f, 2, "truncate").tolist() == [[1.0, 2.0]]
-    assert align_dim(f, 5, "zero-pad").tolist() == [[1.0, 2.0, 3.0, 0.0, 0.0]]
-    assert align_dim(f, 3, "error") is f
-    with pytest.raises(ValueError):
-        align_dim(f, 5, "truncate")
-
-
-def test_check_dims_messages():
-    check_dims(4, 4, "error", "bct")
-    check_dims(8, 4, "truncate", "bct")
-    check_dims(2, 4, "zero-pad", "bct")
-    with pytest.raises(CompatError, match="--dim-policy truncate"):
-        check_dims(8, 4, "error", "bct")
-    with pytest.raises(CompatError, match="--dim-policy zero-pad"):
-        check_dims(2, 4, "error", "bct")
-    with pytest.raises(CompatError, match="needs a new embedding longer"):
-        check_dims(2, 4, "truncate", "l2")
-    with pytest.raises(CompatError, match="needs a new embedding shorter"):
-        check_dims(8, 4, "zero-pad", "l2")
-
-
-# -- cached old features ----------------------------------------------------------------------------
-def test_old_features_file_is_looked_up_by_index(tmp_path):
-    old = make_old(["0", "1"])
-    data = make_data().subset(np.array([5, 1, 7]))
-    feats = torch.arange(12 * 3, dtype=torch.float32).view(12, 3)
-    path = tmp_path / "old.npz"
-    index = np.arange(12)[::-1].copy()  # file rows in reverse order
-    save(path, FeatureSet(feats.numpy()[index], np.zeros(12, dtype=np.int64), index))
-    source = OldEmbeddings(old, str(path), data)
-    got = source(None, torch.tensor([7, 5]))
-    assert got.tolist() == [feats[7].tolist(), feats[5].tolist()]
-    assert source.of_dataset(data).tolist() == feats[[5, 1, 7]].tolist()
-    assert not any(k in source.state_dict() for k in ("table", "row_of_index"))
-
-
-def test_old_features_file_missing_samples_or_wrong_dim(tmp_path):
-    old = make_old(["0", "1"])
-    data = make_data()
-    path = tmp_path / "part.npz"
-    save(path, FeatureSet(np.zeros((3, 3), np.float32), np.zeros(3, dtype=np.int64), np.array([0, 1, 2])))
-    with pytest.raises(CompatError, match="lacks 9 of the 12"):
-        OldEmbeddings(old, str(path), data)
-    save(path, FeatureSet(np.zeros((12, 5), np.float32), np.zeros(12, dtype=np.int64), np.arange(12)))
-    with pytest.raises(CompatError, match="5-dim"):
-        OldEmbeddings(old, str(path), data)
-    with pytest.raises(CompatError, match="no such file"):
-        OldEmbeddings(old, str(tmp_path / "none.npz"), data)
-
-
-def test_online_old_embeddings_use_the_old_models_own_input_size():
-    old = make_old(["0", "1"])  # input size 4
-    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
-    assert OldEmbeddings(old)(images, torch.tensor([0, 1])).shape == (2, 3)

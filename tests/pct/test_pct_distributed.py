@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from compat_pct.distributed import gather, gather_with_grad
+from compat_core.distributed import gather, gather_with_grad
 from compat_pct.losses import cna_per_anchor, teacher_similarity
 
 pytestmark = pytest.mark.slow

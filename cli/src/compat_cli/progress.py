@@ -30,7 +30,8 @@ class RichReporter(Reporter):
                              terms=f"{_fmt(terms)} {images_per_sec:.0f} img/s")
 
     def epoch_end(self, record) -> None:
-        self.progress.console.print(f"epoch {record['epoch']}/{record['epochs']} {_fmt(record['loss'])} "
+        values = {**record["loss"], **record.get("scalars", {})}
+        self.progress.console.print(f"epoch {record['epoch']}/{record['epochs']} {_fmt(values)} "
                                     f"lr {record['lr']:.4g} {record['images_per_sec']:.0f} img/s")
 
     def close(self) -> None:

@@ -67,7 +67,7 @@ def extract(model, dataset, *, batch_size: int = 256, device: str = "cpu", with_
         model=model_ref, data=data_ref, split=split, classes=list(dataset.classes),
         logits=torch.cat(logits).numpy() if logits else None,
         logit_classes=[str(c) for c in model.spec.classes] if logits else [],
-        dim_policy=str(model.spec.extra.get("dim_policy", "")),
+        dim_policy=str(model.spec.dim_policy or ""),
         model_classes=[str(c) for c in model.spec.classes or []])
 
 
@@ -147,7 +147,8 @@ def align_dims(query: FeatureSet, gallery: FeatureSet, policy: str = "auto") -> 
 
     Equal dimensions pass through. Otherwise ``truncate`` keeps the first ``min(d_q, d_g)`` dimensions
     of both (BT^2's evaluation, OpenBCT's deployed slice) and ``zero-pad`` pads the shorter with zeros;
-    ``auto`` uses the policy a BCT-family model recorded in its ``model.json`` (``extra.dim_policy``).
+    ``auto`` uses the policy the model that was trained against the other recorded (``dim_policy`` in its
+    ``model.json``).
 
     Example:
         >>> q = FeatureSet(np.ones((1, 3), np.float32), np.zeros(1, np.int64), np.zeros(1, np.int64))

@@ -1,4 +1,4 @@
-"""``compat features extract``: embeddings of a model on a dataset, as an ``.npz`` file."""
+"""``compat features extract|class-means|denoise``: feature files, class prototypes, credible samples."""
 
 from __future__ import annotations
 
@@ -47,3 +47,90 @@ def extract(
                                  device=str(resolve_device(device)), with_logits=logits)
     features.save(out, feats)
     Console(stderr=True).print(f"[green]wrote[/] {out}: {feats.features.shape[0]} x {feats.features.shape[1]}")
+
+
+def _read_features(path: str):
+    from pathlib import Path
+
+    from compat_core.errors import CompatError
+    from compat_core.features import load
+
+    if not Path(path).is_file():
+        raise CompatError(f"{path}: no such feature file. Create it with `compat features extract --model RUN "
+                          f"--data DATA --split train --out {path}`.")
+    return load(path)
+
+
+def _check_out(out: str) -> None:
+    from pathlib import Path
+
+    from compat_core.errors import CompatError
+
+    if not out.endswith(".npz"):
+        raise CompatError(f"--out {out} must end in .npz.")
+    if not Path(out).resolve().parent.is_dir():
+        raise CompatError(f"--out {out}: the folder {Path(out).parent} does not exist. Create it or write elsewhere.")
+
+
+@app.command("class-means")
+def class_means(
+    features_file: Annotated[str, typer.Argument(help="Feature file (.npz) with labels, e.g. old features of "
+                                                      "the training split.")],
+    out: Annotated[str, typer.Option("--out", help="Output .npz: means (C x D), classes, counts.")],
+) -> None:
+    """L2-normalised class prototypes: the mean of the L2-normalised features of each class, normalised again
+    (BCT's synthesized classifier, UniBCT's initial prototypes). A class without samples gets a zero row and is
+    named in a warning."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from compat_core.io import write_atomic
+    from compat_core.old_space import class_means as means_of
+
+    _check_out(out)
+    feats = _read_features(features_file)
+    names = feats.classes or [str(i) for i in range(int(feats.labels.max(initial=-1)) + 1)]
+    means, counts = means_of(torch.from_numpy(feats.features), torch.from_numpy(feats.labels), len(names))
+    prototypes = F.normalize(means, dim=1).numpy().astype(np.float32)  # a zero row stays zero
+
+    def writer(tmp):
+        with open(tmp, "wb") as handle:
+            np.savez(handle, means=prototypes, classes=np.array(names, dtype=str), counts=counts.numpy())
+
+    write_atomic(out, writer)
+    err = Console(stderr=True, highlight=False)
+    empty = [name for name, count in zip(names, counts.tolist(), strict=True) if count == 0]
+    if empty:
+        err.print(f"[yellow]warning:[/] {len(empty)} classes have no sample in {features_file} and get a zero row: "
+                  f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}")
+    err.print(f"[green]wrote[/] {out}: {len(names)} classes x {prototypes.shape[1]}")
+
+
+@app.command("denoise")
+def denoise(
+    features_file: Annotated[str, typer.Argument(help="Old features of the training split (.npz with labels).")],
+    out: Annotated[str, typer.Option("--out", help="Output .npz: credible (N, bool), index, labels.")],
+    keep: Annotated[float, typer.Option("--keep", help="Keep ratio T in (0, 1]: per class, the ceil(T n_c) "
+                                                     "samples nearest the class mean are credible (MixBCT 0.9).")] = 0.9,
+    column_normalize: Annotated[bool, typer.Option(
+        "--column-normalize/--no-column-normalize", help="After normalising rows, normalise each dimension over "
+                                                         "the whole set first (the original code).")] = False,
+) -> None:
+    """MixBCT's credible samples: per class, the share --keep of the samples whose L2-normalised old features lie
+    nearest their class mean. `compat train mixbct` reads the mask by dataset index."""
+    import numpy as np
+    from compat_core.io import write_atomic
+    from compat_core.old_space import credible_mask
+
+    _check_out(out)
+    feats = _read_features(features_file)
+    mask = credible_mask(feats.features, feats.labels, keep, column_normalize=column_normalize)
+
+    def writer(tmp):
+        with open(tmp, "wb") as handle:
+            np.savez(handle, credible=mask, index=feats.index, labels=feats.labels, keep=np.array(keep),
+                     classes=np.array(feats.classes, dtype=str), column_normalize=np.array(column_normalize))
+
+    write_atomic(out, writer)
+    Console(stderr=True, highlight=False).print(
+        f"[green]wrote[/] {out}: {int(mask.sum())} of {len(mask)} samples credible (keep {keep})")

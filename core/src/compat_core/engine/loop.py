@@ -73,17 +73,18 @@ class _Trainer:
         # cost an existing run.
         data = self._load_data()
         old_models = self._load_old_models()
+        self.plan = BatchPlan(len(data), cfg.batch_size, cfg.seed, self.dist.world_size, self.dist.rank)
+        total = cfg.epochs * self.plan.steps_per_epoch
         torch.manual_seed(cfg.seed)
         ctx = MethodContext(config=cfg, data=data, old_models=old_models, device=self.device,
-                            method_name=self.method_name, world_size=self.dist.world_size, rank=self.dist.rank)
+                            method_name=self.method_name, world_size=self.dist.world_size, rank=self.dist.rank,
+                            steps_per_epoch=self.plan.steps_per_epoch, total_steps=total, resumed=resume)
         self.method = self._build_method(ctx)
         if self.dist.is_main:
             prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite)
         self.dist.barrier()
         self.run_dir = Path(cfg.out)
-        self.plan = BatchPlan(len(data), cfg.batch_size, cfg.seed, self.dist.world_size, self.dist.rank)
         self.optimizer = self._build_optimizer()
-        total = cfg.epochs * self.plan.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
             step, total_steps=total, steps_per_epoch=self.plan.steps_per_epoch, config=cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
@@ -129,6 +130,9 @@ class _Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
+            # buffers DDP must not broadcast from rank 0 before every forward (a queue every process fills
+            # identically, state synchronised once per epoch instead)
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(method, unbroadcast_buffers(method))
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.module = DistributedDataParallel(method, device_ids=ids,
                                                   find_unused_parameters=method.find_unused_parameters)
@@ -163,32 +167,37 @@ class _Trainer:
         cfg, plan = self.config, self.plan
         self.method.train()
         self.method.on_epoch_start(epoch)
+        if self.dist.enabled:
+            self._sync_epoch_buffers()
         batches = plan.global_batches(epoch)
         augment = Augmenter(cfg.augment, cfg.image_size, cfg.seed)
         draws = augment.draws(epoch, len(batches), plan.batch_size)
         local = [b[plan.local(b)].numpy() for b in batches]
-        sums: dict[str, torch.Tensor] = {}
+        averages = StepAverages()
         start, seen = time.perf_counter(), 0
         for step, (images, labels, indices) in enumerate(iterate(self.data, local, cfg.workers)):
             shifts, flips = draws[step]
             part = plan.local(batches[step])
             images = augment(images.to(self.device, non_blocking=True), shifts[part], flips[part])
-            batch = Batch(images, labels.to(self.device), indices.to(self.device))
-            terms = {name: value.detach() for name, value in self._step(batch).items()}
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value.float()
+            batch = Batch(images, labels.to(self.device), indices.to(self.device), epoch=epoch,
+                          step=epoch * plan.steps_per_epoch + step)
+            terms = {name: torch.as_tensor(value).detach() for name, value in self._step(batch).items()}
+            averages.add(terms)
             seen += len(batch) * self.dist.world_size
             values = {k: float(v) for k, v in terms.items()}
             if not self._all_finite(values["total"]):
                 self._fail_nan(epoch, step)
             self.reporter.step(epoch, step, len(batches), values, seen / max(time.perf_counter() - start, 1e-9))
         seconds = time.perf_counter() - start
-        if self.dist.enabled:  # log the loss of the global batch, as one process would, not this rank's share
-            sums = self.dist.all_mean(sums)
+        # over the global batch, as one process would log it, not this rank's share
+        means = averages.means(self.dist if self.dist.enabled else None)
         self.method.on_epoch_end(epoch)
+        scalars = set(getattr(self.method, "scalars", ()))
         record = {"epoch": epoch + 1, "epochs": cfg.epochs, "lr": self.optimizer.param_groups[0]["lr"],
-                  "loss": {k: float(v) / len(batches) for k, v in sums.items()},
+                  "loss": {k: v for k, v in means.items() if k not in scalars},
                   "images_per_sec": seen / seconds, "seconds": seconds}
+        if scalars & set(means):
+            record["scalars"] = {k: v for k, v in means.items() if k in scalars}
         self.history.append(record)
         if self.dist.is_main:
             self._save_checkpoint(epoch + 1)
@@ -213,6 +222,12 @@ class _Trainer:
         self.scheduler.step()
         return terms
 
+    def _sync_epoch_buffers(self) -> None:
+        """Rank 0's value of each ``Method.synced_buffers`` entry, once per epoch, after ``on_epoch_start``."""
+        buffers = dict(self.method.named_buffers())
+        for name in getattr(self.method, "synced_buffers", ()):
+            torch.distributed.broadcast(buffers[name], src=0)
+
     def _all_finite(self, loss: float) -> bool:
         """Whether every process's loss is finite, so all processes stop together on NaN."""
         finite = math.isfinite(loss)
@@ -232,6 +247,50 @@ class _Trainer:
                 if epoch else "no checkpoint was written yet")
         raise CompatError(f"the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; {kept}. "
                           f"Lower --lr, add --grad-clip 5, or check the data, then retry.")
+
+
+class StepAverages:
+    """Per-name sums and step counts of the values a method returns, so that a term missing on some steps
+    (or on some processes) is averaged over the steps that produced it."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._pending: dict[str, torch.Tensor] = {}
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            previous = self._pending.get(name)
+            self._pending[name] = value.float() if previous is None else previous + value.float()
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self, dist_info: DistInfo | None = None) -> dict[str, float]:
+        """``sum / count`` per name; with ``dist_info``, over every process (names may differ by process)."""
+        sums = {k: v for k, v in self._pending.items()}
+        counts = dict(self.counts)
+        if dist_info is not None:
+            names: list[list[str]] = [[] for _ in range(dist_info.world_size)]
+            torch.distributed.all_gather_object(names, sorted(sums))
+            union = sorted(set().union(*names))
+            device = next(iter(sums.values())).device if sums else torch.device("cpu")
+            stacked = torch.stack([torch.stack([sums.get(k, torch.zeros((), device=device)).reshape(()).float(),
+                                                torch.tensor(float(counts.get(k, 0)), device=device)])
+                                   for k in union])
+            torch.distributed.all_reduce(stacked)
+            return {k: float(total) / float(count) for k, (total, count) in zip(union, stacked.tolist(), strict=True)
+                    if count > 0}
+        return {k: float(v) / counts[k] for k, v in sums.items()}
+
+
+def unbroadcast_buffers(method: Method) -> list[str]:
+    """The method's ``local_buffers`` and ``synced_buffers``, checked against its named buffers."""
+    names = [*getattr(method, "local_buffers", ()), *getattr(method, "synced_buffers", ())]
+    known = dict(method.named_buffers())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise RuntimeError(f"method {type(method).__name__} declares buffer {unknown[0]!r} in local_buffers or "
+                           f"synced_buffers, but has no such buffer (its buffers: {', '.join(known) or 'none'}).")
+    return names
 
 
 def _read_history(path: Path) -> list[dict[str, Any]]:

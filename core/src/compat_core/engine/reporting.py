@@ -29,7 +29,8 @@ class Reporter:
                         + f" {images_per_sec:.0f} img/s")
 
     def epoch_end(self, record: dict[str, Any]) -> None:
-        self._print(f"  epoch {record['epoch']}/{record['epochs']} " + _fmt(record["loss"])
+        values = {**record["loss"], **record.get("scalars", {})}
+        self._print(f"  epoch {record['epoch']}/{record['epochs']} " + _fmt(values)
                     + f" lr {record['lr']:.4g} {record['images_per_sec']:.0f} img/s {record['seconds']:.1f}s")
 
     def close(self) -> None:

@@ -22,12 +22,15 @@ from compat_core.config import MethodConfig, TrainConfig
 
 @dataclass
 class Batch:
-    """One training batch on the device: uint8 images, targets (indices into the model's class list)
-    and the samples' dataset indices (for cached features)."""
+    """One training batch on the device: uint8 images, targets (indices into the model's class list),
+    the samples' dataset indices (for cached features), the 0-based ``epoch`` and the global ``step``
+    (0-based over the whole run, ``epoch * steps_per_epoch + step in epoch``: schedules and warm-ups)."""
 
     images: torch.Tensor
     targets: torch.Tensor
     indices: torch.Tensor
+    epoch: int = 0
+    step: int = 0
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -44,6 +47,9 @@ class MethodContext:
     method_name: str = "baseline"
     world_size: int = 1
     rank: int = 0
+    steps_per_epoch: int = 0  # optimizer steps per epoch (global batches)
+    total_steps: int = 0  # epochs x steps_per_epoch
+    resumed: bool = False  # the run continues from a checkpoint (--resume); buffers are restored after __init__
 
     @property
     def old_model(self):
@@ -81,6 +87,11 @@ class Method(nn.Module):
     Subclasses set ``config_class`` and implement :meth:`forward`. Optional: :meth:`on_epoch_start`,
     :meth:`on_epoch_end`, :meth:`param_groups`, :meth:`export`.
 
+    ``forward`` returns named scalars: ``total`` (what is backpropagated), the loss terms that make it up
+    (logged per epoch under ``loss``), and the names listed in ``scalars``, logged under ``scalars`` and
+    never mistaken for losses (a queue's fill, a credible ratio). A name may be missing on some steps or
+    processes: each is averaged over the steps that returned it.
+
     Example:
         >>> class MyMethod(Method):
         ...     def __init__(self, config, ctx):
@@ -97,6 +108,15 @@ class Method(nn.Module):
     #: Set True when some trainable parameters get no gradient in some steps (DDP must then search
     #: the graph for them every step, which costs time).
     find_unused_parameters: bool = False
+    #: Names in ``forward``'s result that are logged-only values, not loss terms.
+    scalars: tuple[str, ...] = ()
+    #: Buffers (names as in ``named_buffers()``) that DDP must not broadcast from rank 0 before every
+    #: forward: state each process keeps itself, identical by construction (a queue filled from
+    #: gathered batches). They are checkpointed like every buffer.
+    local_buffers: tuple[str, ...] = ()
+    #: Buffers broadcast from rank 0 once per epoch, right after :meth:`on_epoch_start`, instead of every
+    #: step (a feature table the method rebuilds at the start of an epoch).
+    synced_buffers: tuple[str, ...] = ()
 
     def __init__(self, config: MethodConfig, ctx: MethodContext):
         super().__init__()

@@ -32,6 +32,9 @@ class ModelSpec:
     trained_on: dict[str, Any] = field(default_factory=dict)
     old_model: list[str] | str | None = None
     feature_dim: int | None = None
+    #: How this model meets an old model of another embedding dimension (``truncate`` | ``zero-pad``),
+    #: set by the method that trained it against that old model; evaluators align the same way.
+    dim_policy: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = MODEL_FORMAT
 
@@ -51,6 +54,10 @@ class ModelSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelSpec:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        extra = dict(known.get("extra") or {})
+        if "dim_policy" in extra:  # runs written before dim_policy was a field kept it in extra
+            known.setdefault("dim_policy", extra.pop("dim_policy"))
+            known["extra"] = extra
         return cls(**known)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from compat_core.losses import cross_entropy_terms
 from compat_core.methods.base import Batch, Method, MethodContext
+from compat_core.old_space import OldEmbeddings, align_dim, check_dims
 
 from compat_bct.config import BCTConfig, ContrastiveConfig, L2Config, OldEmbeddingOptions, TripletConfig
 from compat_bct.losses import (
@@ -26,7 +27,6 @@ from compat_bct.losses import (
     triplet_new_to_old,
 )
 from compat_bct.old_classifier import build_old_classifier, describe_logits, influence_logits
-from compat_bct.old_embeddings import OldEmbeddings, align_dim, check_dims
 from compat_bct.row_fit import describe_fit
 
 
@@ -38,12 +38,17 @@ class _AgainstOld(Method):
     def __init__(self, config: OldEmbeddingOptions, ctx: MethodContext):
         super().__init__(config, ctx)
         old = ctx.old_model  # CompatError when --old is missing
-        self.old_embeddings = OldEmbeddings(old, config.old_features, ctx.data)
+        self.old_embeddings = OldEmbeddings(old, config.old_features, ctx.data, augment=ctx.config.augment,
+                                            per_sample=self.pairs_samples(config), method=ctx.method_name)
         # The policy is recorded in model.json so evaluators align dimensions the same way (--align auto).
-        aligned = config.dim_policy != "error"
-        self.model = ctx.build_model(extra={"dim_policy": config.dim_policy} if aligned else {})
+        self.model = ctx.build_model(dim_policy=config.dim_policy if config.dim_policy != "error" else None)
         self.old_dim = self.old_embeddings.dim
         check_dims(self.model.embedding_dim, self.old_dim, config.dim_policy, ctx.method_name)
+
+    @staticmethod
+    def pairs_samples(config: OldEmbeddingOptions) -> bool:
+        """Does the loss compare each image with its own old embedding (core's augmentation rule)?"""
+        return True
 
     def aligned(self, embedding: torch.Tensor) -> torch.Tensor:
         """The new embedding in the old dimension (``dim_policy``)."""
@@ -78,6 +83,12 @@ class BCT(_AgainstOld):
     """
 
     config_class = BCTConfig
+
+    @staticmethod
+    def pairs_samples(config: BCTConfig) -> bool:
+        # The influence loss reads old embeddings only through whole-dataset class means (the rows), except
+        # the LwF variant, which scores each sample's old embedding.
+        return config.influence == "lwf"
 
     def __init__(self, config: BCTConfig, ctx: MethodContext):
         super().__init__(config, ctx)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from compat_core.data.label_map import read_label_map
 from compat_core.errors import CompatError
+from compat_core.old_space import class_means
 from torch import nn
 
 from compat_bct.row_fit import fit_and_measure, score
@@ -31,23 +32,6 @@ REFERENCE_SCALE, REFERENCE_ROWS = 4.0, 10
 # The row fit's subsample is seeded by a constant, not the run's seed: the old classifier is then a
 # function of the old model, the data and the options, the same for every new-model seed of a study.
 FIT_SEED = 0
-
-
-def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean of L2-normalised ``features`` per label; returns ``(means (C, D), counts (C,))``.
-
-    A class without samples gets a zero row (never 0/0 = NaN, the BT^2 pitfall).
-
-    Example:
-        >>> means, counts = class_means(torch.tensor([[2.0, 0.0], [0.0, 3.0]]), torch.tensor([0, 0]), 2)
-        >>> means.tolist(), counts.tolist()
-        ([[0.5, 0.5], [0.0, 0.0]], [2, 0])
-    """
-    normed = F.normalize(features.float(), dim=1)
-    sums = torch.zeros(num_classes, features.shape[1], dtype=normed.dtype, device=normed.device)
-    sums.index_add_(0, labels.to(normed.device), normed)
-    counts = torch.bincount(labels.to(normed.device), minlength=num_classes)
-    return sums / counts.clamp_min(1)[:, None].to(sums.dtype), counts
 
 
 class OldClassifier(nn.Module):

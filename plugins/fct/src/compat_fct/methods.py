@@ -20,21 +20,13 @@ import torch
 from compat_core.errors import CompatError
 from compat_core.methods.base import Batch, Method, MethodContext
 from compat_core.models.embedding import EmbeddingModel
-from compat_core.models.old import OldModel, load_old_model
-from compat_core.models.run import is_run_dir
+from compat_core.models.old import OldModel
+from compat_core.old_space import OldEmbeddings, load_frozen_run
 
 from compat_fct.config import FastFillConfig, FCTConfig
 from compat_fct.losses import fastfill_loss, fct_loss
 from compat_fct.transformation import Transformation, TransformationSpec
 from compat_fct.transformed import TransformedModel
-
-
-def frozen_run(source: str, flag: str, device: torch.device) -> OldModel:
-    """A frozen model from a run directory, with an error that names the flag."""
-    if not is_run_dir(source):
-        raise CompatError(f"{flag} {source}: no compat run directory there (needs model.json and "
-                          f"model.safetensors). Train that model first with `compat train baseline --out {source}`.")
-    return load_old_model(source, device)
 
 
 class FCT(Method):
@@ -46,11 +38,12 @@ class FCT(Method):
         super().__init__(config, ctx)
         self.old = ctx.old_model  # CompatError when --old is missing
         _require_plain(self.old, "--old")
-        self.new = frozen_run(config.new, "--new", ctx.device)
-        self.side = frozen_run(config.side_info, "--side-info", ctx.device) if config.side_info else None
+        self.new = load_frozen_run(config.new, "--new", ctx.device)
+        self.side = load_frozen_run(config.side_info, "--side-info", ctx.device) if config.side_info else None
         if self.side is not None:
             _require_plain(self.side, "--side-info")
-        self.old_features = _old_feature_table(config, ctx, self.old.embedding_dim)
+        self.old_embeddings = OldEmbeddings(self.old, config.old_features, ctx.data, augment=ctx.config.augment,
+                                            method=ctx.method_name)
         side_dim = self.old.embedding_dim if self.side is None else self.side.embedding_dim
         self.transformation = Transformation(TransformationSpec.from_dims(
             self.old.embedding_dim, side_dim, self.new.embedding_dim, old_hidden=config.old_hidden,
@@ -63,10 +56,7 @@ class FCT(Method):
 
     def inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(old, side, target) embeddings of the batch; all three from frozen models, no gradient."""
-        if self.old_features is not None:
-            old = self.old_features(batch.indices)
-        else:
-            old = self.old.embed(batch.images)
+        old = self.old_embeddings(batch.images, batch.indices)
         side = old if self.side is None else self.side.embed(batch.images)
         return old.float(), side.float(), self.new.embed(batch.images).float()
 
@@ -129,18 +119,6 @@ def _require_plain(model: OldModel, flag: str) -> None:
         raise CompatError(f"{flag} {model.source} is not a plain embedding model (it is a "
                           f"{type(model.model).__name__}). Pass a run trained by `compat train baseline` or a "
                           f"backward-compatible method.")
-
-
-def _old_feature_table(config: FCTConfig, ctx: MethodContext, dim: int):
-    if not config.old_features:
-        return None
-    from compat_core.models.cached import CachedFeatures
-
-    if ctx.config.augment != "none":
-        raise CompatError(f"--old-features {config.old_features} holds features of un-augmented images, but "
-                          f"training augments them (--augment {ctx.config.augment}), so the new model would see "
-                          f"other images than the old one. Add --augment none.")
-    return CachedFeatures(config.old_features, dim=dim, data=ctx.data, flag="--old-features")
 
 
 def _label_map(data_classes: list[str], new_classes: list[str], source: str) -> torch.Tensor:

@@ -14,12 +14,12 @@ Example:
 from __future__ import annotations
 
 import torch
+from compat_core.distributed import gather, gather_with_grad
 from compat_core.errors import CompatError
 from compat_core.losses import cross_entropy_terms
 from compat_core.methods.base import Batch, Method, MethodContext
 
 from compat_pct.config import CNAConfig, DistillationOptions, ELODIConfig, PCTConfig
-from compat_pct.distributed import gather, gather_with_grad
 from compat_pct.losses import (
     cna_per_anchor,
     focal_distillation_loss,

@@ -1,0 +1,150 @@
+"""compat_core.old_space: dimension alignment, class means, class matching, dataset embedding, frozen
+runs, and old embeddings on the fly or from a feature cache (with the augmentation rule)."""
+
+import numpy as np
+import pytest
+import torch
+from compat_core.data.base import ArrayDataset
+from compat_core.errors import CompatError
+from compat_core.features import FeatureSet, save
+from compat_core.models.embedding import EmbeddingModel, ModelSpec
+from compat_core.models.heads import head_settings
+from compat_core.models.old import OldModel
+from compat_core.old_space import (
+    OldEmbeddings,
+    align_dim,
+    check_dims,
+    class_means,
+    embed_dataset,
+    load_frozen_run,
+    match_classes,
+)
+from torch import nn
+
+
+class FlatBackbone(nn.Module):
+    num_features = 6
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 4 * 4, 6)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def make_old(classes, dim=3):
+    torch.manual_seed(0)
+    spec = ModelSpec(backbone="flat", embedding_dim=dim, num_classes=len(classes), classes=list(classes),
+                     head=head_settings("linear", None, None), input={"size": 4, "channels": 3,
+                                                                      "mean": [0.5] * 3, "std": [0.5] * 3})
+    return OldModel(EmbeddingModel(spec, backbone=FlatBackbone()), "old-run")
+
+
+def make_data(classes=("0", "1", "2"), per_class=4):
+    gen = torch.Generator().manual_seed(3)
+    n = per_class * len(classes)
+    images = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8, generator=gen)
+    labels = np.repeat(np.arange(len(classes)), per_class)
+    return ArrayDataset(images, labels, list(classes), 4)
+
+
+# -- classes ----------------------------------------------------------------------------------------
+def test_class_means_average_normalised_features():
+    feats = torch.tensor([[3.0, 4.0], [0.0, 2.0], [5.0, 0.0]])
+    means, counts = class_means(feats, torch.tensor([0, 0, 1]), 3)
+    assert means.tolist()[0] == pytest.approx([0.3, 0.9])
+    assert means.tolist()[1] == pytest.approx([1.0, 0.0])
+    assert means.tolist()[2] == [0.0, 0.0]  # no sample: zero row, never NaN
+    assert counts.tolist() == [2, 1, 0]
+
+
+# -- dimensions -------------------------------------------------------------------------------------
+def test_align_dim_policies():
+    f = torch.tensor([[1.0, 2.0, 3.0]])
+    assert align_dim(f, 2, "truncate").tolist() == [[1.0, 2.0]]
+    assert align_dim(f, 5, "zero-pad").tolist() == [[1.0, 2.0, 3.0, 0.0, 0.0]]
+    assert align_dim(f, 3, "error") is f
+    with pytest.raises(ValueError):
+        align_dim(f, 5, "truncate")
+
+
+def test_check_dims_messages():
+    check_dims(4, 4, "error", "bct")
+    check_dims(8, 4, "truncate", "bct")
+    check_dims(2, 4, "zero-pad", "bct")
+    with pytest.raises(CompatError, match="--dim-policy truncate"):
+        check_dims(8, 4, "error", "bct")
+    with pytest.raises(CompatError, match="--dim-policy zero-pad"):
+        check_dims(2, 4, "error", "bct")
+    with pytest.raises(CompatError, match="needs a new embedding longer"):
+        check_dims(2, 4, "truncate", "l2")
+    with pytest.raises(CompatError, match="needs a new embedding shorter"):
+        check_dims(8, 4, "zero-pad", "l2")
+
+
+# -- cached old features ----------------------------------------------------------------------------
+def test_old_features_file_is_looked_up_by_index(tmp_path):
+    old = make_old(["0", "1"])
+    data = make_data().subset(np.array([5, 1, 7]))
+    feats = torch.arange(12 * 3, dtype=torch.float32).view(12, 3)
+    path = tmp_path / "old.npz"
+    index = np.arange(12)[::-1].copy()  # file rows in reverse order
+    save(path, FeatureSet(feats.numpy()[index], np.zeros(12, dtype=np.int64), index))
+    source = OldEmbeddings(old, str(path), data)
+    got = source(None, torch.tensor([7, 5]))
+    assert got.tolist() == [feats[7].tolist(), feats[5].tolist()]
+    assert source.of_dataset(data).tolist() == feats[[5, 1, 7]].tolist()
+    assert not any(k in source.state_dict() for k in ("table", "row_of_index"))
+
+
+def test_old_features_file_missing_samples_or_wrong_dim(tmp_path):
+    old = make_old(["0", "1"])
+    data = make_data()
+    path = tmp_path / "part.npz"
+    save(path, FeatureSet(np.zeros((3, 3), np.float32), np.zeros(3, dtype=np.int64), np.array([0, 1, 2])))
+    with pytest.raises(CompatError, match="lacks 9 of the 12"):
+        OldEmbeddings(old, str(path), data)
+    save(path, FeatureSet(np.zeros((12, 5), np.float32), np.zeros(12, dtype=np.int64), np.arange(12)))
+    with pytest.raises(CompatError, match="5-dim"):
+        OldEmbeddings(old, str(path), data)
+    with pytest.raises(CompatError, match="no such file"):
+        OldEmbeddings(old, str(tmp_path / "none.npz"), data)
+
+
+def test_online_old_embeddings_use_the_old_models_own_input_size():
+    old = make_old(["0", "1"])  # input size 4
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    assert OldEmbeddings(old)(images, torch.tensor([0, 1])).shape == (2, 3)
+
+
+def test_match_classes_by_name_and_by_label_map():
+    assert match_classes(["a", "b", "c"], ["c", "z", "a"]).tolist() == [2, -1, 0]
+    assert match_classes(["x", "y"], ["a", "b"], {"b": "x"}).tolist() == [-1, 0]
+    assert match_classes(["1", "2"], [1, 2]).tolist() == [0, 1]  # names compared as text
+
+
+# -- datasets and frozen runs -------------------------------------------------------------------------
+def test_embed_dataset_equals_per_sample_embeddings_in_dataset_order():
+    old, data = make_old(["0", "1", "2"]), make_data()
+    whole = embed_dataset(old, data, batch_size=5)  # batches of 5 over 12 samples: a partial last batch
+    one_by_one = torch.cat([old.embed(data.load_images([i])) for i in range(len(data))])
+    assert whole.shape == (12, 3) and torch.allclose(whole, one_by_one, atol=1e-6)
+    model = old.model.train()
+    assert torch.allclose(embed_dataset(model, data), whole, atol=1e-6) and model.training  # eval inside, restored
+
+
+def test_load_frozen_run_names_the_flag(tmp_path):
+    with pytest.raises(CompatError, match="--side-info .*no compat run directory"):
+        load_frozen_run(str(tmp_path), "--side-info")
+
+
+def test_cached_old_features_under_random_augmentation_follow_the_rule(tmp_path):
+    old, data = make_old(["0", "1", "2"]), make_data()
+    path = tmp_path / "old.npz"
+    save(path, FeatureSet(np.zeros((12, 3), np.float32), np.zeros(12, dtype=np.int64), np.arange(12)))
+    with pytest.raises(CompatError, match="--augment none"):
+        OldEmbeddings(old, str(path), data, augment="crop-flip", method="l2")
+    # a method that reads only whole-dataset statistics may keep its augmentation
+    assert OldEmbeddings(old, str(path), data, augment="crop-flip", per_sample=False).cached
+    assert OldEmbeddings(old, str(path), data, augment="none").cached
