@@ -77,6 +77,22 @@ class MethodConfig(Options):
     common_defaults: ClassVar[dict[str, Any]] = {}
 
 
+class OldSpaceOptions(MethodConfig):
+    """Options of every method that compares new embeddings with the old model's (``compat_core.old_space``):
+    where old embeddings come from and how a new embedding of another dimension meets them."""
+
+    dim_policy: Literal["error", "truncate", "zero-pad"] = Field(
+        "error", description="When the new embedding dim differs from the old one: error (default); truncate "
+        "(new embedding cut to its first old-dim values, needs new >= old, as OpenBCT); zero-pad (new "
+        "embedding padded with zeros to the old dim, needs new <= old). Applied to the new embedding before it "
+        "meets old embeddings; recorded in model.json so evaluators align the same way.")
+    old_features: str | None = Field(
+        None, description="Optional .npz of old-model features of the training data (`compat features extract "
+        "--model OLD --data DATA --split train`), looked up by sample index. Default (none): old embeddings are "
+        "computed on the fly by the old model on each (augmented) training batch. A file holds un-augmented "
+        "images, so methods that pair each image with its own old embedding need --augment none with it.")
+
+
 class TrainConfig(Options):
     """Options shared by every method (``compat train METHOD --help`` lists them first)."""
 

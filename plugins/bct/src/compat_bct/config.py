@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from compat_core.config import MethodConfig
+from compat_core.config import OldSpaceOptions
 from pydantic import Field
 
-DimPolicy = Literal["error", "truncate", "zero-pad"]
 # a positive number, "auto" (the scale that keeps s = 4's reachable target probability at 10 classes for
 # the old classifier's C rows) or "adacos" (AdaCos's fixed scale)
 InfluenceScale = Annotated[float, Field(gt=0)] | Literal["auto", "adacos"]
@@ -27,18 +26,8 @@ MaxIter = Annotated[int, Field(ge=1)] | Literal["auto"]
 Block = Annotated[int, Field(ge=0)] | Literal["auto"]
 
 
-class OldEmbeddingOptions(MethodConfig):
-    """Options shared by every method that compares new embeddings with the old model's."""
-
-    dim_policy: DimPolicy = Field(
-        "error", description="When the new embedding dim differs from the old one: error (default); truncate "
-        "(new embedding cut to its first old-dim values, needs new >= old, as OpenBCT); zero-pad (new "
-        "embedding padded with zeros to the old dim, needs new <= old). Applied to the new embedding before the "
-        "old classifier or the comparison with old embeddings.")
-    old_features: str | None = Field(
-        None, description="Optional .npz of old-model features of the training data (`compat features extract "
-        "--model OLD --data DATA --split train`), looked up by sample index. Default (none): old embeddings are "
-        "computed on the fly by the old model on each (augmented) training batch.")
+# The old-space options (dim_policy, old_features) live in core: every method against the old model has them.
+OldEmbeddingOptions = OldSpaceOptions
 
 
 class BCTConfig(OldEmbeddingOptions):
