@@ -110,3 +110,10 @@ def test_cli_with_a_denoise_file_and_bad_input(old, tmp_path):
     keep = compat("train", "mixbct", *TRAIN, "--old", old, "--keep", "1.5", "--out", tmp_path / "z", check=False)
     assert_user_error(keep, "keep")
     assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
+
+
+@pytest.mark.slow
+def test_conformance_two_processes(tmp_path, old):
+    """MixBCT draws rows per process (seeded by rank), so it is checked to train, not to equal one process."""
+    run_conformance(compat_mixbct.plugin, "mixbct", tmp_path, needs_old=True, distribution="compat-mixbct",
+                    old_run=old, distributed=True)

@@ -77,3 +77,9 @@ def test_two_processes_train_the_single_process_weights(old, tmp_path):
               for name in ("ddp", "one")]
     assert torch.allclose(queues[0]["queue.slot_old"], queues[1]["queue.slot_old"], atol=1e-5)
     assert torch.equal(queues[0]["queue.slot_label"], queues[1]["queue.slot_label"])
+
+
+def test_conformance_two_processes_exact(tmp_path, old):
+    """The kit's opt-in distributed check: NCCL's gathered queue makes 2 processes equal one."""
+    run_conformance(compat_nccl.plugin, "nccl", tmp_path, needs_old=True, options={"queue_size": 64},
+                    distribution="compat-nccl", old_run=old, distributed="exact")

@@ -13,8 +13,9 @@ The checks: the plugin registers cleanly next to core's built-in plugin; its opt
 clash with the common training options; its config schema round-trips through YAML; one training
 step on a tiny model and tiny data gives finite named loss terms with ``total``; a one-epoch run
 exports a model that loads and embeds; a two-epoch run killed after its first epoch and resumed ends
-with exactly the weights of an uninterrupted one (the method's state survives ``--resume``).
-Everything runs on the CPU in seconds (timm's ``test_resnet`` on scikit-learn's bundled digits).
+with exactly the weights of an uninterrupted one (the method's state survives ``--resume``); the
+exported model, written as a run directory and loaded back, embeds as it did in memory; and, opt-in
+(``distributed=True`` or ``"exact"``), two gloo processes train it. Everything runs on the CPU in seconds (timm's ``test_resnet`` on scikit-learn's bundled digits).
 """
 
 from __future__ import annotations
@@ -77,10 +78,8 @@ def check_config_round_trip(method: str, config_cls: type[MethodConfig], tmp_pat
     config_cls.model_json_schema()
 
 
-def check_one_step(method: str, common: TrainConfig, own: MethodConfig) -> dict[str, float]:
-    """Build the method as the engine does and run one optimisation step on one tiny batch."""
-    import math
-
+def _build(method: str, common: TrainConfig, own: MethodConfig):
+    """``(method module, tiny batch)`` built as the engine builds them."""
     import torch
 
     from compat_core.data import open_dataset
@@ -90,22 +89,52 @@ def check_one_step(method: str, common: TrainConfig, own: MethodConfig) -> dict[
 
     data = parse_classes(common.classes, open_dataset(common.data, common.split, common.image_size))
     ctx = MethodContext(config=common, data=data, old_models=[load_old_model(o) for o in common.old],
-                        method_name=method)
+                        method_name=method, steps_per_epoch=1, total_steps=common.epochs)
     torch.manual_seed(0)
     module = get_host().methods.lookup(method).get("factory")(own, ctx)
-    module.train()
-    module.on_epoch_start(0)
     positions = list(range(min(common.batch_size, len(data))))
     batch = Batch(data.load_images(positions), torch.as_tensor(data.labels[positions]),
                   torch.as_tensor(data.base_indices[positions]))
+    return module, batch
+
+
+def check_one_step(method: str, common: TrainConfig, own: MethodConfig) -> dict[str, float]:
+    """Build the method as the engine does and run one optimisation step on one tiny batch."""
+    import math
+
+    import torch
+
+    module, batch = _build(method, common, own)
+    module.train()
+    module.on_epoch_start(0)
     optimizer = torch.optim.SGD(module.param_groups(common.lr, 0.0), lr=common.lr)
     terms = module(batch)
     assert "total" in terms, "a method must return a dict of loss terms with 'total'"
     terms["total"].backward()
     optimizer.step()
-    values = {k: float(v.detach()) for k, v in terms.items()}
+    values = {k: float(torch.as_tensor(v).detach()) for k, v in terms.items()}
     assert all(math.isfinite(v) for v in values.values()), f"non-finite loss terms: {values}"
+    undeclared = [n for n in getattr(module, "scalars", ()) if n == "total"]
+    assert not undeclared, "'total' cannot be a logged-only scalar"
     return values
+
+
+def check_export_reload(method: str, common: TrainConfig, own: MethodConfig, folder: Path) -> None:
+    """The exported module, written as a run directory and loaded back, embeds a batch as it did in memory."""
+    import torch
+
+    from compat_core.models.run import load_model, save_model
+
+    module, batch = _build(method, common, own)
+    exported = module.export().eval()
+    save_model(exported, folder)
+    loaded = load_model(folder).eval()
+    with torch.no_grad():
+        before, after = exported(batch.images).embedding, loaded(batch.images).embedding
+    assert before.shape == after.shape, f"the reloaded model embeds in {after.shape}, not {before.shape}"
+    assert torch.allclose(before, after, atol=1e-5, rtol=1e-5), (
+        f"the reloaded model embeds differently (max difference {float((before - after).abs().max()):.3g}): "
+        f"state of the exported module is not in its safetensors weights or model.json")
 
 
 def check_export(method: str, common: TrainConfig, own: MethodConfig) -> None:
@@ -164,6 +193,60 @@ def check_resume(method: str, common: TrainConfig, own: MethodConfig) -> None:
                            f"state the method keeps outside registered buffers is lost on --resume")
 
 
+def _distributed_worker(rank: int, plugin_name: str, distribution: str, method: str, common: TrainConfig,
+                        own: MethodConfig, port: int) -> None:
+    import importlib
+    import os
+
+    import torch
+
+    from compat_core.engine import train
+
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    with plugin_host_with(importlib.import_module(plugin_name), distribution):
+        train(method, common, own)
+
+
+def check_distributed(plugin: Any, distribution: str, method: str, common: TrainConfig, own: MethodConfig, *,
+                      equal_to_single: bool = False) -> None:
+    """Two gloo processes train one epoch; with ``equal_to_single``, to one process's weights (1e-4 relative)."""
+    import json
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    from compat_core.engine import train
+
+    base = Path(common.out)
+    settings = {"epochs": 1, "augment": "none", "backbone": "test_vit", "image_size": 16, "batch_size": 16}
+    ddp = common.model_copy(update={**settings, "out": str(base.with_name(base.name + "-ddp"))})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(_distributed_worker, args=(plugin.__name__, distribution, method, ddp, own, port), nprocs=2,
+                       join=True, start_method="spawn")
+    history = [json.loads(line) for line in (Path(ddp.out) / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and all(v == v for v in history[0]["loss"].values()), history
+    if equal_to_single:
+        one = ddp.model_copy(update={"out": str(base.with_name(base.name + "-one"))})
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            train(method, one, own)
+        finally:
+            torch.set_num_threads(threads)
+        two, single = load_file(Path(ddp.out) / "model.safetensors"), load_file(Path(one.out) / "model.safetensors")
+        for key, value in single.items():
+            scale = max(float(value.abs().max()), 1e-3)
+            assert float((two[key] - value).abs().max()) <= 1e-4 * scale, (
+                f"{key}: 2 processes and 1 process on the global batch disagree; gather what the loss compares "
+                f"across processes (compat_core.distributed) or declare the method not exact")
+
+
 def train_old_model(tmp_path: Path, classes: str = "0-4", seed: int = 1) -> str:
     """A tiny baseline old model for methods that need ``--old``."""
     from compat_core.engine import train
@@ -178,10 +261,14 @@ def train_old_model(tmp_path: Path, classes: str = "0-4", seed: int = 1) -> str:
 
 def run_conformance(plugin: Any, method: str, tmp_path: str | Path, *, needs_old: bool = False,
                     options: dict[str, Any] | None = None, distribution: str = "plugin-under-test",
-                    old_run: str | Path | None = None) -> None:
+                    old_run: str | Path | None = None, distributed: bool | str = False) -> None:
     """Run every check for ``method`` of ``plugin``; raises AssertionError on the first failure.
 
     ``old_run`` reuses an existing old-model run (e.g. a session fixture) instead of training one.
+    ``distributed=True`` adds the two-process check (gloo, CPU, about a minute): one epoch under DDP
+    ends with finite losses and an exported model; ``distributed="exact"`` also demands the weights of
+    one process trained on the global batch (for methods without per-process randomness; the check
+    uses ``test_vit``, which has no BatchNorm, and no augmentation).
     """
     tmp_path = Path(tmp_path)
     with plugin_host_with(plugin, distribution) as host:
@@ -193,4 +280,7 @@ def run_conformance(plugin: Any, method: str, tmp_path: str | Path, *, needs_old
         common, own = resolve_config(method, config_cls, flags=flags)
         check_one_step(method, common, own)
         check_export(method, common, own)
+        check_export_reload(method, common, own, tmp_path / f"reload-{method}")
         check_resume(method, common, own)
+        if distributed:
+            check_distributed(plugin, distribution, method, common, own, equal_to_single=distributed == "exact")
