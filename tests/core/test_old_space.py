@@ -148,3 +148,43 @@ def test_cached_old_features_under_random_augmentation_follow_the_rule(tmp_path)
     # a method that reads only whole-dataset statistics may keep its augmentation
     assert OldEmbeddings(old, str(path), data, augment="crop-flip", per_sample=False).cached
     assert OldEmbeddings(old, str(path), data, augment="none").cached
+
+
+# -- memory-mapped and float16 caches ----------------------------------------------------------------
+@pytest.mark.parametrize("fp16", [False, True])
+def test_a_memory_mapped_cache_gives_the_rows_of_the_in_memory_one(tmp_path, fp16):
+    from compat_core.models.cached import CachedFeatures
+
+    data = make_data()
+    feats = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    index = np.arange(12)[::-1].copy()
+    path = tmp_path / "old.npz"
+    save(path, FeatureSet(feats[index], np.zeros(12, dtype=np.int64), index), fp16=fp16)
+    mapped = CachedFeatures(path, dim=3, data=data, memory_map=True)
+    loaded = CachedFeatures(path, dim=3, data=data, memory_map=False)
+    assert mapped.memory_mapped and not loaded.memory_mapped and len(mapped.state_dict()) == 0
+    wanted = torch.tensor([7, 0, 11])
+    expected = torch.from_numpy(feats[[7, 0, 11]].astype(np.float16 if fp16 else np.float32).astype(np.float32))
+    assert torch.equal(mapped(wanted), expected) and torch.equal(loaded(wanted), expected)
+    assert mapped(wanted).dtype == torch.float32
+
+
+def test_big_caches_are_memory_mapped_automatically(tmp_path, monkeypatch):
+    from compat_core.models.cached import CachedFeatures
+
+    path = tmp_path / "old.npz"
+    save(path, FeatureSet(np.ones((12, 3), np.float32), np.zeros(12, dtype=np.int64), np.arange(12)))
+    assert not CachedFeatures(path).memory_mapped
+    monkeypatch.setenv("COMPAT_CACHE_IN_MEMORY_MAX", "100")  # 12 x 3 x 4 = 144 bytes
+    assert CachedFeatures(path).memory_mapped
+
+
+def test_a_compressed_cache_cannot_be_memory_mapped(tmp_path):
+    from compat_core.models.cached import CachedFeatures
+
+    path = tmp_path / "old.npz"
+    np.savez_compressed(path, features=np.ones((4, 3), np.float32), labels=np.zeros(4, np.int64),
+                        index=np.arange(4))
+    with pytest.raises(CompatError, match="compressed"):
+        CachedFeatures(path, memory_map=True)
+    assert CachedFeatures(path).table.shape == (4, 3)  # read into memory instead

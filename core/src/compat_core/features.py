@@ -71,9 +71,12 @@ def extract(model, dataset, *, batch_size: int = 256, device: str = "cpu", with_
         model_classes=[str(c) for c in model.spec.classes or []])
 
 
-def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | None = None) -> Path:
-    """Write ``feats`` atomically; ``extra`` adds arrays a plugin needs (e.g. FastFill's ``uncertainty``)."""
-    arrays = {"features": feats.features.astype(np.float32), "labels": feats.labels, "index": feats.index,
+def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | None = None, *,
+         fp16: bool = False) -> Path:
+    """Write ``feats`` atomically (uncompressed, so big tables can be memory-mapped); ``extra`` adds arrays a
+    plugin needs (e.g. FastFill's ``uncertainty``); ``fp16`` stores the features as float16 (half the size;
+    readers convert to float32)."""
+    arrays = {"features": feats.features.astype(np.float16 if fp16 else np.float32), "labels": feats.labels, "index": feats.index,
               "model": np.array(feats.model), "data": np.array(feats.data), "split": np.array(feats.split),
               "classes": np.array(feats.classes, dtype=str), "dim_policy": np.array(feats.dim_policy)}
     if feats.logits is not None:

@@ -98,3 +98,39 @@ def read_npz(path: str | os.PathLike, required: tuple[str, ...], *, what: str, u
         names = " and ".join(f"'{name}'" for name in required)
         raise CompatError(f"{path} lacks the arrays {names} (has: {', '.join(arrays) or 'none'}). {missing_fix}")
     return arrays
+
+
+def memmap_npz_member(path: str | os.PathLike, name: str) -> np.ndarray | None:
+    """Array ``name`` of an uncompressed ``.npz`` (``np.savez``, what compat writes) as a read-only memory map,
+    without reading it; None when the member is compressed or absent. Never unpickles (object arrays are
+    refused by the header check).
+
+    Example:
+        >>> table = memmap_npz_member("old-train.npz", "features")  # doctest: +SKIP
+        >>> table[[3, 7]].shape  # reads two rows from disk  # doctest: +SKIP
+        (2, 128)
+    """
+    import struct
+    import zipfile
+
+    member = f"{name}.npy"
+    with zipfile.ZipFile(path) as archive:
+        try:
+            info = archive.getinfo(member)
+        except KeyError:
+            return None
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(handle)
+        if dtype.hasobject:
+            return None
+        offset = handle.tell()
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")

@@ -27,8 +27,11 @@ def extract(
                                                   "`compat eval regression --old-logits/--new-logits`.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 256,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
+    fp16: Annotated[bool, typer.Option("--fp16", help="Store the features as float16 (half the size; training "
+                                                      "caches larger than 2 GiB are memory-mapped).")] = False,
 ) -> None:
-    """Write features (N x D float32), labels and dataset indices of MODEL on DATA to OUT (.npz)."""
+    """Write features (N x D float32, or float16 with --fp16), labels and dataset indices of MODEL on DATA to
+    OUT (.npz, uncompressed)."""
     from compat_core import features
     from compat_core.engine.distributed import resolve_device
 
@@ -45,8 +48,9 @@ def extract(
         return
     feats = features.features_of(model, data=data, split=split, batch_size=batch_size,
                                  device=str(resolve_device(device)), with_logits=logits)
-    features.save(out, feats)
-    Console(stderr=True).print(f"[green]wrote[/] {out}: {feats.features.shape[0]} x {feats.features.shape[1]}")
+    features.save(out, feats, fp16=fp16)
+    Console(stderr=True).print(f"[green]wrote[/] {out}: {feats.features.shape[0]} x {feats.features.shape[1]}"
+                               + (" (float16)" if fp16 else ""))
 
 
 def _read_features(path: str):

@@ -15,13 +15,12 @@ Example:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from compat_core.errors import CompatError
 from compat_core.methods.base import Batch, Method, MethodContext
 from compat_core.models.embedding import EmbeddingModel
 from compat_core.models.old import OldModel
-from compat_core.old_space import OldEmbeddings, load_frozen_run
+from compat_core.old_space import OldEmbeddings, load_frozen_run, match_classes
 
 from compat_fct.config import FastFillConfig, FCTConfig
 from compat_fct.losses import fastfill_loss, fct_loss
@@ -123,10 +122,10 @@ def _require_plain(model: OldModel, flag: str) -> None:
 
 def _label_map(data_classes: list[str], new_classes: list[str], source: str) -> torch.Tensor:
     """Training label -> row of the new model's classifier, matched by class name."""
-    row = {name: i for i, name in enumerate(new_classes)}
-    unknown = [name for name in data_classes if name not in row]
+    rows = match_classes(new_classes, data_classes)
+    unknown = [name for name, row in zip(data_classes, rows.tolist(), strict=True) if row < 0]
     if unknown:
         raise CompatError(f"the training data has class {unknown[0]!r}, which the new model --new {source} does not "
                           f"know (its classes: {', '.join(new_classes[:10])}). Train the transformation on classes "
                           f"the new model was trained on (--classes), or pass --discriminative-weight 0.")
-    return torch.as_tensor(np.array([row[name] for name in data_classes], dtype=np.int64))
+    return rows
