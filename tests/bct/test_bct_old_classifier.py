@@ -3,51 +3,18 @@
 import json
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from compat_bct.config import BCTConfig
 from compat_bct.old_classifier import assemble_rows, build_old_classifier, read_label_map
 from compat_bct.row_fit import describe_fit
-from compat_core.data.base import ArrayDataset
 from compat_core.errors import CompatError
-from compat_core.models.embedding import EmbeddingModel, ModelSpec
-from compat_core.models.heads import head_settings
-from compat_core.models.old import OldModel
 from compat_core.old_space import OldEmbeddings
-from torch import nn
-
-
-class FlatBackbone(nn.Module):
-    num_features = 6
-
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(3 * 4 * 4, 6)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
-
+from tiny_models import make_data, make_old
 
 # the paper's recipe: the old head's rows + class-mean rows for new classes, scored like the old head
 PAPER = {"synthesize": "new-only", "normalized_classifier": False, "fit_synthesized": False}
-
-
-def make_old(classes, head="linear", dim=3):
-    torch.manual_seed(0)
-    spec = ModelSpec(backbone="flat", embedding_dim=dim, num_classes=len(classes), classes=list(classes),
-                     head=head_settings(head, None, None), input={"size": 4, "channels": 3,
-                                                                  "mean": [0.5] * 3, "std": [0.5] * 3})
-    return OldModel(EmbeddingModel(spec, backbone=FlatBackbone()), "old-run")
-
-
-def make_data(classes=("0", "1", "2"), per_class=4):
-    gen = torch.Generator().manual_seed(3)
-    n = per_class * len(classes)
-    images = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8, generator=gen)
-    labels = np.repeat(np.arange(len(classes)), per_class)
-    return ArrayDataset(images, labels, list(classes), 4)
 
 
 def make_ctx(old, data):

@@ -2,9 +2,6 @@
 covers the queue), the CLI on digits, the credible filter, bad input, and two gloo processes against one."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import compat_nccl.plugin
@@ -12,6 +9,7 @@ import pytest
 import torch
 from cli_runner import assert_user_error, compat
 from compat_core.testing import run_conformance, train_old_model
+from tiny_models import train_ddp_and_single
 
 pytestmark = pytest.mark.slow
 
@@ -56,23 +54,10 @@ def test_bad_input(old, tmp_path):
 def test_two_processes_train_the_single_process_weights(old, tmp_path):
     """The global batch gathered into one queue on every process: 2 gloo processes equal one process on
     the global batch (test_vit has no BatchNorm; augmentation off; tolerance as in the CNA test)."""
-    from safetensors.torch import load_file
-
     args = ["train", "nccl", "--data", "digits", "--backbone", "test_vit", "--epochs", "1", "--batch-size", "64",
             "--augment", "none", "--lr", "0.05", "--device", "cpu", "--old", str(old), "--embedding-dim", "16",
             "--queue-size", "128", "--temperature", "0.1", "--beta", "0.5"]
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR",
-                                                            "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    for cmd in ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-                 "compat_cli.main", *args, "--out", str(tmp_path / "ddp")],
-                [sys.executable, "-m", "compat_cli.main", *args, "--out", str(tmp_path / "one")]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    ddp, one = (load_file(tmp_path / name / "model.safetensors") for name in ("ddp", "one"))
-    for key, value in one.items():
-        scale = max(float(value.abs().max()), 1e-3)
-        assert float((ddp[key] - value).abs().max()) <= 1e-4 * scale, key
+    train_ddp_and_single(args, tmp_path)
     queues = [torch.load(tmp_path / name / "checkpoint" / "state.pt", weights_only=True)["method"]
               for name in ("ddp", "one")]
     assert torch.allclose(queues[0]["queue.slot_old"], queues[1]["queue.slot_old"], atol=1e-5)

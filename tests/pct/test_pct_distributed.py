@@ -83,26 +83,11 @@ def test_cna_under_torchrun_trains_the_single_process_weights(tmp_path):
     tests/core/engine/test_ddp_equivalence.py for the tolerance argument); measured ~1e-6 of each
     tensor's scale, allowed 1e-4.
     """
-    import subprocess
-    import sys
-
     from compat_core.testing import train_old_model
-    from safetensors.torch import load_file
+    from tiny_models import train_ddp_and_single
 
     old = train_old_model(tmp_path)
     args = ["train", "cna", "--data", "digits", "--backbone", "test_vit", "--epochs", "1", "--batch-size", "64",
             "--augment", "none", "--lr", "0.05", "--device", "cpu", "--old", old, "--kd-filter", "all_pass",
             "--kd-weight", "1"]
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR",
-                                                            "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    for cmd in ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-                 "compat_cli.main", *args, "--out", str(tmp_path / "ddp")],
-                [sys.executable, "-m", "compat_cli.main", *args, "--out", str(tmp_path / "one")]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    ddp, one = (load_file(tmp_path / name / "model.safetensors") for name in ("ddp", "one"))
-    assert ddp.keys() == one.keys()
-    for key, value in one.items():
-        scale = max(float(value.abs().max()), 1e-3)
-        assert float((ddp[key] - value).abs().max()) <= 1e-4 * scale, key
+    train_ddp_and_single(args, tmp_path)
