@@ -211,3 +211,13 @@ def test_dump_resolved_round_trip(tmp_path):
     assert dump_resolved("weighted", *again) == text
     with pytest.raises(CompatError, match="for method 'weighted'"):
         resolve_config("baseline", BaselineConfig, config_file=str(tmp_path / "config.yaml"))
+
+
+def test_embedding_dim_zero_means_no_projection_and_margins_have_ranges():
+    assert TrainConfig(data="digits", out="x", embedding_dim=0).embedding_dim is None
+    assert TrainConfig(data="digits", out="x", head="arcface", head_margin=1.5).head_margin == 1.5
+    for head, margin in (("arcface", 10.0), ("cosface", 1.5)):
+        with pytest.raises(ValueError, match="meaningful range"):
+            TrainConfig(data="digits", out="x", head=head, head_margin=margin)
+    with pytest.raises(ValueError):
+        TrainConfig(data="digits", out="x", head="normface", head_scale=1000)

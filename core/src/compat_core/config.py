@@ -8,6 +8,7 @@ typed flags, so every option is declared exactly once.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -103,10 +104,13 @@ class TrainConfig(Options):
     old: list[str] = Field(default_factory=list, description="Old-model run directory (repeat for several).")
     backbone: str = Field("resnet18", description="timm model name or a registered backbone.")
     backbone_weights: str | None = Field(None, description="Local weights file for the backbone (.safetensors or .pth).")
-    embedding_dim: int | None = Field(128, ge=1, description="Projection to this dimension (0 or none: no projection).")
+    embedding_dim: int | None = Field(128, ge=0, description="Projection to this dimension (0 or none: no projection, "
+                                      "the backbone's features are the embedding).")
     head: Literal["linear", "normface", "cosface", "arcface"] = Field("linear", description="Classifier head.")
-    head_scale: float | None = Field(None, gt=0, description="Scale s of normalized heads (default: normface 30, cosface/arcface 64).")
-    head_margin: float | None = Field(None, ge=0, description="Margin m (default: cosface 0.4, arcface 0.5).")
+    head_scale: float | None = Field(None, gt=0, le=256, description="Scale s of normalized heads, in (0, 256] "
+                                     "(default: normface 30, cosface/arcface 64).")
+    head_margin: float | None = Field(None, ge=0, description="Margin m: cosface in [0, 1] (default 0.4), arcface "
+                                      "in [0, pi/2] radians (default 0.5); normface and linear take none.")
     image_size: int = Field(32, ge=8, description="Images are resized to this square size.")
     augment: Literal["none", "flip", "crop-flip"] = Field("crop-flip", description="Training augmentation.")
     epochs: int = Field(10, ge=1, description="Training epochs.")
@@ -126,6 +130,20 @@ class TrainConfig(Options):
     device: str = Field("auto", description="cpu, cuda, cuda:1 or auto.")
     workers: int = Field(0, ge=0, description="Data-loading worker processes (image files only).")
     amp: bool = Field(False, description="Mixed precision (bfloat16 on CPU, float16 on CUDA).")
+
+    @model_validator(mode="after")
+    def _meaningful_head(self) -> TrainConfig:
+        if self.embedding_dim == 0:
+            self.embedding_dim = None
+        # Margins outside these ranges push the target logit below every other: training "converges" to a
+        # meaningless loss (ArcFace at m = 10 reached 0.0000). An ignored margin (linear, normface) is left alone.
+        limits = {"cosface": 1.0, "arcface": math.pi / 2}
+        margin = self.head_margin
+        if margin is not None and self.head in limits and margin > limits[self.head]:
+            raise ValueError(f"--head-margin {margin} is outside {self.head}'s meaningful range "
+                             f"[0, {limits[self.head]:.4g}]: the target logit would be pushed below every other and "
+                             f"the loss stops meaning anything (CosFace uses 0.35-0.4, ArcFace 0.5)")
+        return self
 
     def common_keys(self) -> set[str]:
         return set(type(self).model_fields)

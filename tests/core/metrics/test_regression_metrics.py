@@ -147,3 +147,14 @@ def test_bad_label_maps(tmp_path, content, fragment):
         read_label_map(path, NAMES, ["x", "y"], one_to_one=True)
     with pytest.raises(CompatError, match="no such file"):
         read_label_map(tmp_path / "missing.json", NAMES, ["x"])
+
+
+def test_regression_report_refuses_a_new_model_that_shares_no_class_with_the_labels():
+    import numpy as np
+    import pytest
+    from compat_core.errors import CompatError
+    from compat_core.metrics.regression import regression_report
+
+    logits = np.eye(2, dtype=np.float32)
+    with pytest.raises(CompatError, match="new model's classes"):
+        regression_report(logits, logits, np.array([0, 1]), ["a", "b"], ["x", "y"], ["a", "b"])

@@ -168,6 +168,10 @@ def regression_report(old_logits: np.ndarray, new_logits: np.ndarray, labels: np
         raise CompatError(f"the old model's classes ({short_list(old_classes)}) share no name with the evaluation "
                           f"labels ({short_list(label_names)}). Pass --label-map FILE.json "
                           f"{{\"new class\": \"old class\"}} to say which classes correspond.")
+    if not (new_columns >= 0).any():  # every new prediction would count as wrong: 0% accuracy, silently
+        raise CompatError(f"the new model's classes ({short_list(new_classes)}) share no name with the evaluation "
+                          f"labels ({short_list(label_names)}), so none of its predictions could be right. Score "
+                          f"the new model on the data it was trained for (--data).")
     old_correct = predicted_labels(old_logits, old_columns) == labels
     new_correct = predicted_labels(new_logits, new_columns) == labels
     result = flip_metrics(old_correct, new_correct)
