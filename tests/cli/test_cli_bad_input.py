@@ -179,3 +179,16 @@ def test_unknown_train_method(capsys):
     code, output = run_main(["train", "nosuchmethod", "--data", "digits", "--out", "X"], capsys)
     assert code == 2 and "Traceback" not in output
     assert "nosuchmethod" in output
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["eval", "retrieval", "--data", "digits", "--query", "RUN", "--gallery", "RUN", "--json", "no/such/dir/m.json"], "does not exist"),
+    (["features", "extract", "--model", "RUN", "--data", "digits", "--out", "no/such/dir/f.npz"], "does not exist"),
+    (["features", "extract", "--model", "RUN", "--data", "digits", "--out", "."], "must end in .npz"),
+    (["eval", "retrieval", "--data", "digits", "--query", "RUN", "--gallery", "RUN", "--json", "."], "is a folder"),
+])
+def test_unwritable_outputs_fail_before_the_work(capsys, tmp_path, monkeypatch, argv, fragment):
+    """The output is checked before any model is loaded or any image embedded: RUN does not even exist,
+    so the error must come from the output, not from the (missing) model."""
+    code, output = run_main(argv, capsys)
+    assert code == 2 and fragment in output and "Traceback" not in output

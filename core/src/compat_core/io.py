@@ -134,3 +134,28 @@ def memmap_npz_member(path: str | os.PathLike, name: str) -> np.ndarray | None:
             return None
         offset = handle.tell()
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def check_writable(path: str | os.PathLike, flag: str) -> Path:
+    """Fail fast, before any long work, when ``path`` cannot be written: its folder is missing or not
+    writable, or the path is a folder. Writes nothing that stays (a probe file is created and removed).
+
+    Example:
+        >>> check_writable("runs/matrix.json", "--json")  # doctest: +SKIP
+    """
+    from compat_core.errors import CompatError
+
+    target = Path(path)
+    if target.is_dir():
+        raise CompatError(f"{flag} {path} is a folder. Give a file name, e.g. {target / 'out.json'}.")
+    parent = target.parent
+    if not parent.is_dir():
+        raise CompatError(f"{flag} {path}: the folder {parent} does not exist. Create it or write elsewhere.")
+    probe = parent / f".{target.name}.write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CompatError(f"{flag} {path}: cannot write in {parent} ({exc.strerror}). Choose a folder you can "
+                          f"write.") from None
+    return target

@@ -26,12 +26,14 @@ def _evaluator_command(entry):
 
     def handler(**values):
         from compat_core.config import validate
-        from compat_core.io import write_json
+        from compat_core.io import check_writable, write_json
 
         from compat_cli.render import render_metrics
 
         values = {k: plain(v) for k, v in values.items()}
         options = validate(options_cls, given(values, options_cls))
+        if values["json_out"]:  # before the evaluation: a result that cannot be written is work lost
+            check_writable(values["json_out"], "--json")
         result = entry.get("run")(options)
         render = entry.options.get("render")
         if render:

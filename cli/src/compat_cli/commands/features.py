@@ -35,10 +35,7 @@ def extract(
     from compat_core import features
     from compat_core.engine.distributed import resolve_device
 
-    if not out.endswith(".npz"):
-        from compat_core.errors import CompatError
-
-        raise CompatError(f"--out {out} must end in .npz.")
+    _check_out(out)  # before the (long) extraction
     if ijbc_root is not None or data is None:
         from compat_core.evaluators.ijbc.embed import extract_ijbc_features
 
@@ -66,14 +63,12 @@ def _read_features(path: str):
 
 
 def _check_out(out: str) -> None:
-    from pathlib import Path
-
     from compat_core.errors import CompatError
+    from compat_core.io import check_writable
 
     if not out.endswith(".npz"):
         raise CompatError(f"--out {out} must end in .npz.")
-    if not Path(out).resolve().parent.is_dir():
-        raise CompatError(f"--out {out}: the folder {Path(out).parent} does not exist. Create it or write elsewhere.")
+    check_writable(out, "--out")
 
 
 @app.command("class-means")

@@ -62,13 +62,13 @@ def report(
     """Per method over every seed pair: old/old, new/old, new/new (top-1, top-5, mAP) as mean ± std, the BCT
     criterion as held in k of n, the update gain, the cost against the reference, and paired differences.
     A classification study reports accuracy, NFR, NFI, BTC and the NFR against the reference instead."""
-    from compat_core.io import write_json, write_text
+    from compat_core.io import check_writable, write_json, write_text
     from compat_core.study import render
     from compat_core.study.report import build_report
 
-    for target in (json_out, plot_out, markdown_out):
+    for flag, target in (("--json", json_out), ("--plot", plot_out), ("--markdown", markdown_out)):
         if target:
-            _check_writable(target)
+            check_writable(target, flag)
     result = build_report(study_dir, split, compare_to)
     render.print_report(Console(), result)
     err = Console(stderr=True)
@@ -82,13 +82,3 @@ def report(
         render.plot(result, plot_out)
         err.print(f"[green]wrote[/] {plot_out}")
     sys.stdout.flush()
-
-
-def _check_writable(path: str) -> None:
-    from pathlib import Path
-
-    from compat_core.errors import CompatError
-
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise CompatError(f"{path}: the folder {parent} does not exist. Create it or write elsewhere.")
