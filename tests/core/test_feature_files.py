@@ -96,3 +96,15 @@ def test_logits_of_a_model_trained_on_some_classes_carry_their_column_classes(tm
     assert load_logit_file(str(path)).classes == ["2", "5", "7"]
     plain = save(tmp_path / "plain.npz", extract(model, data))
     assert "logit_classes" not in np.load(plain).files
+
+
+def test_feature_files_with_nan_or_inf_are_refused(tmp_path):
+    import pytest
+    from compat_core.errors import CompatError
+
+    features = np.ones((4, 3), np.float32)
+    features[2, 1] = np.nan
+    path = tmp_path / "nan.npz"
+    np.savez(path, features=features, labels=np.zeros(4, np.int64))
+    with pytest.raises(CompatError, match="NaN or infinite values in 1 of 4 rows .*row 2"):
+        load(path)

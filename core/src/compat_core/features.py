@@ -94,6 +94,16 @@ def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | Non
     return write_atomic(path, writer)
 
 
+def check_finite(values: np.ndarray, path: str | Path, name: str) -> None:
+    """A file whose numbers include NaN or Inf gives metrics that are silently wrong: refuse it."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1)) if values.ndim > 1 else np.flatnonzero(bad)
+        raise CompatError(f"{path}: {name} hold NaN or infinite values in {len(rows)} of {len(values)} rows (first: row "
+                          f"{int(rows[0])}). Re-extract the file; if the model itself produces them, its weights are "
+                          f"broken (retrain it, e.g. with a lower --lr or --grad-clip).")
+
+
 def load(path: str | Path) -> FeatureSet:
     path = Path(path)
     arrays = read_npz(path, ("features", "labels"), what="feature file",
@@ -103,6 +113,7 @@ def load(path: str | Path) -> FeatureSet:
     if features.ndim != 2 or len(features) != len(labels):
         raise CompatError(f"{path}: features {features.shape} and labels {labels.shape} do not match "
                           f"(need N x D and N).")
+    check_finite(features, path, "features")
     text = {k: str(arrays[k]) if k in arrays else "" for k in ("model", "data", "split", "dim_policy")}
     return FeatureSet(features, labels, arrays.get("index", np.arange(len(labels))).astype(np.int64),
                       classes=[str(c) for c in arrays.get("classes", [])], logits=arrays.get("logits"),

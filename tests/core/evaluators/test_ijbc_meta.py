@@ -146,3 +146,12 @@ def test_blank_line_in_the_face_file_keeps_line_numbers(fixture):
     files.landmarks.write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n")
     faces = read_faces(files)
     assert faces.landmark_lines[:4].tolist() == [1, 2, 4, 5] and len(faces) == len(lines)
+
+
+def test_a_nan_detector_score_is_an_error_not_a_lower_tar(fixture):
+    path = fixture.file("landmarks")
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].rsplit(" ", 1)[0] + " nan"
+    path.write_text("\n".join(lines) + "\n")
+    expect(r"ijbc_name_5pts_score.txt:4 \(image '4.jpg'\) holds a NaN or infinite", read_faces,
+           MetaFiles.of(fixture.root, "ijbc"))

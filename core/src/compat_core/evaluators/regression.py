@@ -131,6 +131,9 @@ def load_logit_file(path: str) -> Scores:
                           f"with C >= 1, and N).")
     if not np.issubdtype(labels.dtype, np.integer) or (len(labels) and labels.min() < 0):
         raise CompatError(f"{path}: labels must be non-negative integers (got {labels.dtype}).")
+    from compat_core.features import check_finite
+
+    check_finite(logits, path, "logits")
     text = {k: str(arrays[k]) if k in arrays else "" for k in ("model", "data", "split")}
     label_names = [str(c) for c in arrays.get("classes", [])]
     columns = _column_classes(path, arrays, logits.shape[1], label_names, text["model"])

@@ -71,6 +71,9 @@ class CachedFeatures(nn.Module):
         if self.mapped is None:
             return self.table[rows].float()
         picked = np.asarray(self.mapped[rows.cpu().numpy()], dtype=np.float32)
+        if not np.isfinite(picked).all():
+            raise CompatError(f"{self.flag} {self.path} holds NaN or infinite features for some samples of this "
+                              f"batch. Re-extract the file.")
         return torch.from_numpy(picked).to(indices.device)
 
 
@@ -111,6 +114,10 @@ def _open_table(path: Path, flag: str, memory_map: bool | None) -> tuple[np.ndar
                           f"Re-extract it with `compat features extract`.")
     if mapped is None and table.dtype not in (np.float16, np.float32):
         table = table.astype(np.float32)
+    if mapped is None:  # a memory-mapped table is too big to scan here; its rows are checked as they are read
+        from compat_core.features import check_finite
+
+        check_finite(table, path, "features")
     return table, index
 
 

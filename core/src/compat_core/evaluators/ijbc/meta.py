@@ -133,6 +133,12 @@ def read_faces(files: MetaFiles) -> Faces:
         raise CompatError(f"{files.landmarks}:{lines[i]} is for image {str(marks[i])!r} but face {i + 1} of "
                           f"{files.faces} is {str(names[i])!r}. Both files must list the same faces in the same "
                           f"order: use the pair from one IJB release.")
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):  # a NaN detector score silently zeroes its template's pooled feature (TAR 100 -> 83)
+        i = int(bad[0])
+        raise CompatError(f"{files.landmarks}:{lines[i]} (image {str(marks[i])!r}) holds a NaN or infinite landmark "
+                          f"or detector score, as do {len(bad) - 1} other lines. Fix or restore the file from the IJB "
+                          f"release.")
     return Faces(names=names, templates=ids[:, 0].copy(), media=ids[:, 1].copy(),
                  landmarks=values[:, :10].reshape(-1, 5, 2).copy(), scores=values[:, 10].copy(),
                  landmark_lines=lines)
