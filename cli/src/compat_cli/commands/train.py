@@ -51,8 +51,11 @@ def _method_command(entry):
         flags = {**given(values, TrainConfig), **given(values, config_cls)}
         common, own = resolve_config(entry.name, config_cls, config_file=values["config"],
                                      set_options=values["set_options"], flags=flags)
-        result = train(entry.name, common, own, resume=bool(values["resume"]),
-                       overwrite=bool(values["overwrite"]), reporter=make_reporter())
+        try:
+            result = train(entry.name, common, own, resume=bool(values["resume"]),
+                           overwrite=bool(values["overwrite"]), reporter=make_reporter())
+        except KeyboardInterrupt:
+            _interrupted(common.out)
         if os.environ.get("RANK", "0") != "0":
             return
         last = result.history[-1] if result.history else None
@@ -76,3 +79,26 @@ def _run_control_parameters() -> list[inspect.Parameter]:
         option("overwrite", Annotated[bool, typer.Option(
             "--overwrite", help="Replace the run already in --out.", rich_help_panel=RUN_PANEL)]),
     ]
+
+
+def _interrupted(out: str) -> None:
+    """Ctrl-C: say what was saved and the exact command that continues, then exit 130 (128 + SIGINT)."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from compat_core.engine.checkpoint import checkpoint_path
+
+    history = Path(out) / "history.jsonl"
+    epochs = len([line for line in history.read_text().splitlines() if line.strip()]) if history.is_file() else 0
+    args = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume")]
+    again = "compat " + " ".join(shlex.quote(a) for a in args)
+    if checkpoint_path(Path(out)).is_file():
+        message = (f"interrupted: {out} keeps the checkpoint after epoch {epochs}. Continue with:\n"
+                   f"  {again} --resume")
+    else:
+        message = (f"interrupted before the first epoch finished: nothing to keep in {out}. Start again with:\n"
+                   f"  {again}")
+    print(message, file=sys.stderr, flush=True)  # plain: a wrapped command could not be pasted back
+    raise SystemExit(130)
+

@@ -20,7 +20,7 @@ from compat_core.engine import checkpoint as ckpt
 from compat_core.engine.batches import Augmenter, BatchPlan, iterate
 from compat_core.engine.distributed import DistInfo, init_distributed, resolve_device, shutdown_distributed
 from compat_core.engine.reporting import Reporter, SilentReporter
-from compat_core.engine.rundir import prepare_run_dir
+from compat_core.engine.rundir import prepare_run_dir, unstarted
 from compat_core.engine.schedule import lr_factor
 from compat_core.errors import CompatError
 from compat_core.io import append_line, write_text
@@ -66,6 +66,9 @@ class _Trainer:
     # -- set-up ------------------------------------------------------------------------------
     def run(self, resume: bool, overwrite: bool) -> TrainResult:
         cfg = self.config
+        if resume and unstarted(Path(cfg.out)):  # killed before its first checkpoint: nothing to resume
+            self.reporter.note(f"{cfg.out} stopped before its first epoch finished; training it from the start")
+            resume = False
         if cfg.batch_size % self.dist.world_size:
             raise CompatError(f"--batch-size {cfg.batch_size} is not divisible by the {self.dist.world_size} "
                               f"processes. Use a multiple of {self.dist.world_size}.")

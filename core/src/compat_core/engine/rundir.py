@@ -21,7 +21,7 @@ def prepare_run_dir(out: str, resolved_yaml: str, *, resume: bool, overwrite: bo
     if run_dir.exists() and not run_dir.is_dir():
         raise CompatError(f"--out {out} is a file. Choose a folder path for the run.")
     existing = run_dir.is_dir() and any(run_dir.iterdir())
-    if resume:
+    if resume and not unstarted(run_dir):
         if not checkpoint_path(run_dir).is_file():
             raise CompatError(f"--resume: {out} has no checkpoint to resume (expected {checkpoint_path(run_dir)}). "
                               f"Drop --resume to start a new run.")
@@ -31,7 +31,7 @@ def prepare_run_dir(out: str, resolved_yaml: str, *, resume: bool, overwrite: bo
         is_run = any((run_dir / name).exists() for name in RUN_FILES) or (run_dir / "checkpoint").exists()
         if not is_run:
             raise CompatError(f"--out {out} already exists and holds other files. Choose a new or empty folder.")
-        if not overwrite:
+        if not overwrite and not unstarted(run_dir):
             raise CompatError(f"--out {out} already holds a run. Use --resume to continue it, --overwrite to "
                               f"replace it, or choose another --out.")
         for name in RUN_FILES:
@@ -39,6 +39,13 @@ def prepare_run_dir(out: str, resolved_yaml: str, *, resume: bool, overwrite: bo
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, False
+
+
+def unstarted(run_dir: Path) -> bool:
+    """A run stopped before its first checkpoint (only config.yaml, perhaps a partial history): nothing in it
+    is worth keeping, so training again (with or without --resume) simply starts it from the beginning."""
+    return (run_dir / "config.yaml").is_file() and not checkpoint_path(run_dir).is_file() and not (
+        run_dir / "model.safetensors").is_file()
 
 
 def _check_same_config(run_dir: Path, resolved_yaml: str) -> None:
