@@ -45,3 +45,41 @@ def test_ctrl_c_names_what_was_kept_and_the_command_that_continues(tmp_path):
     assert f"--out {out} --resume" in stderr.replace("\n", " ")
     resumed = compat(*TRAIN, "--epochs", "30", "--out", out, "--resume")
     assert resumed.returncode == 0 and (out / "model.safetensors").is_file()
+
+
+def test_an_output_that_is_an_input_is_refused_and_kept(tmp_path):
+    from cli_runner import assert_user_error
+
+    old = tmp_path / "old"
+    compat(*TRAIN, "--epochs", "1", "--out", old)
+    before = {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()}
+    proc = compat("train", "l2", *TRAIN[2:], "--epochs", "1", "--old", old, "--out", old, "--overwrite", check=False)
+    assert_user_error(proc, "is also an input of this run", "Choose another --out")
+    assert {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()} == before
+
+
+def test_a_moved_run_can_be_resumed(tmp_path, monkeypatch):
+    import shutil
+
+    from compat_core.config import TrainConfig
+    from compat_core.engine import loop, train
+    from compat_core.methods.configs import BaselineConfig
+
+    first = tmp_path / "first"
+    values = dict(data="digits", backbone="test_resnet", image_size=8, embedding_dim=8, device="cpu", epochs=2)
+    original = loop._Trainer._train_epoch
+
+    def stop_in_second(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(loop._Trainer, "_train_epoch", stop_in_second)
+    with pytest.raises(KeyboardInterrupt):
+        train("baseline", TrainConfig(out=str(first), **values), BaselineConfig())
+    monkeypatch.setattr(loop._Trainer, "_train_epoch", original)
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(str(first), moved)
+    train("baseline", TrainConfig(out=str(moved), **values), BaselineConfig(), resume=True)
+    assert (moved / "model.safetensors").is_file()

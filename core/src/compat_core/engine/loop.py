@@ -84,7 +84,8 @@ class _Trainer:
                             steps_per_epoch=self.plan.steps_per_epoch, total_steps=total, resumed=resume)
         self.method = self._build_method(ctx)
         if self.dist.is_main:
-            prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite)
+            prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite,
+                            inputs=(*cfg.old, cfg.data))
         self.dist.barrier()
         self.run_dir = Path(cfg.out)
         self.optimizer = self._build_optimizer()

@@ -11,13 +11,19 @@ from compat_core.engine.checkpoint import checkpoint_path
 from compat_core.errors import CompatError
 
 RUN_FILES = ("model.safetensors", "model.json", "config.yaml", "history.jsonl")
-# Options that may change on --resume without changing what is computed.
-RESUMABLE_CHANGES = {"workers", "device"}
+# Options that may change on --resume without changing what is computed (`out`: a moved or copied run).
+RESUMABLE_CHANGES = {"workers", "device", "out"}
 
 
-def prepare_run_dir(out: str, resolved_yaml: str, *, resume: bool, overwrite: bool) -> tuple[Path, bool]:
-    """Return (run_dir, resuming). Writes nothing but the folder itself."""
+def prepare_run_dir(out: str, resolved_yaml: str, *, resume: bool, overwrite: bool,
+                    inputs: tuple[str, ...] = ()) -> tuple[Path, bool]:
+    """Return (run_dir, resuming). Writes nothing but the folder itself. ``inputs`` (old runs, data) must
+    not be the output: ``--old X --out X --overwrite`` would delete the old model it trains against."""
     run_dir = Path(out)
+    for source in inputs:
+        if Path(source).exists() and run_dir.exists() and Path(source).resolve() == run_dir.resolve():
+            raise CompatError(f"--out {out} is also an input of this run ({source}); writing there would replace "
+                              f"what the run reads. Choose another --out.")
     if run_dir.exists() and not run_dir.is_dir():
         raise CompatError(f"--out {out} is a file. Choose a folder path for the run.")
     existing = run_dir.is_dir() and any(run_dir.iterdir())
