@@ -31,7 +31,7 @@ def root(version: Annotated[bool, typer.Option("--version", callback=_version, i
 def build_app() -> typer.Typer:
     from compat_core.plugins import get_host
 
-    from compat_cli.commands import data, env, evaluate, features, plugins, study, train
+    from compat_cli.commands import data, env, evaluate, features, plugins, runs, study, train
 
     host = get_host()
     app = typer.Typer(name="compat", help="Compatible model updates: train, extract features, evaluate.",
@@ -44,6 +44,7 @@ def build_app() -> typer.Typer:
     app.add_typer(features.app, name="features")
     app.add_typer(evaluate.build(host), name="eval")
     app.add_typer(study.app, name="study")
+    app.add_typer(runs.app, name="runs")
     host.register_commands(app)
     return app
 

@@ -43,9 +43,11 @@ def extract(
                                       workers=workers, device=str(resolve_device(device)))
         Console(stderr=True).print(f"[green]wrote[/] {out}: {shape[0]} x {shape[1]}")
         return
+    import numpy as np
+
     feats = features.features_of(model, data=data, split=split, batch_size=batch_size,
                                  device=str(resolve_device(device)), with_logits=logits)
-    features.save(out, feats, fp16=fp16)
+    features.save(out, feats, {"model_sha256": np.array(weights_digest(model))}, fp16=fp16)
     Console(stderr=True).print(f"[green]wrote[/] {out}: {feats.features.shape[0]} x {feats.features.shape[1]}"
                                + (" (float16)" if fp16 else ""))
 
@@ -133,3 +135,67 @@ def denoise(
     write_atomic(out, writer)
     Console(stderr=True, highlight=False).print(
         f"[green]wrote[/] {out}: {int(mask.sum())} of {len(mask)} samples credible (keep {keep})")
+
+
+@app.command("info")
+def info(features_file: Annotated[str, typer.Argument(help="Feature file (.npz).")]) -> None:
+    """What a feature file holds: shape and dtype, the model, data and split it came from, classes, logits,
+    and the fingerprint of the model's weights (when the run still exists) to tell whether it changed."""
+    from pathlib import Path
+
+    import numpy as np
+    from compat_core.io import read_npz
+    from compat_core.models.run import is_run_dir
+
+    if not Path(features_file).is_file():
+        from compat_core.errors import CompatError
+
+        raise CompatError(f"{features_file}: no such feature file. Create one with `compat features extract`.")
+    arrays = read_npz(features_file, ("features",), what="feature file",
+                      unreadable_fix="Create one with `compat features extract`.",
+                      missing_fix="A feature file holds features (N x D) and labels (N).")
+    features = arrays["features"]
+    text = {k: str(arrays[k]) if k in arrays else "" for k in ("model", "data", "split", "dim_policy")}
+    lines = [f"{features_file}: {features.shape[0]} x {features.shape[1] if features.ndim > 1 else '?'} "
+             f"{features.dtype}, {'all finite' if np.isfinite(features).all() else 'HOLDS NaN OR Inf'}",
+             f"model: {text['model'] or '-'}", f"data: {text['data'] or '-'} (split {text['split'] or '-'})"]
+    classes = [str(c) for c in arrays.get("classes", [])]
+    if "labels" in arrays:
+        lines.append(f"labels: {len(np.unique(arrays['labels']))} distinct of {len(classes) or '?'} classes")
+    if "model_classes" in arrays:
+        lines.append(f"model trained on {len(arrays['model_classes'])} classes")
+    if "logits" in arrays:
+        lines.append(f"logits: {arrays['logits'].shape[1]} columns")
+    if text["dim_policy"]:
+        lines.append(f"dimension policy: {text['dim_policy']}")
+    extra = sorted(set(arrays) - {"features", "labels", "index", "model", "data", "split", "classes", "logits",
+                                  "logit_classes", "model_classes", "dim_policy", "model_sha256"})
+    if extra:
+        lines.append(f"other arrays: {', '.join(extra)}")
+    stored = str(arrays["model_sha256"]) if "model_sha256" in arrays else ""
+    if stored:
+        lines.append(f"model weights when extracted: sha256 {stored}")
+    if text["model"] and is_run_dir(text["model"]):
+        now = weights_digest(text["model"])
+        verdict = "" if not stored else (" (unchanged)" if now == stored else " (CHANGED since extraction)")
+        lines.append(f"model weights now: sha256 {now}{verdict}")
+    console = Console(highlight=False)
+    for line in lines:
+        console.print(line, markup=False)
+
+
+def weights_digest(run: str) -> str:
+    """The first 16 hex digits of the sha256 of a run's ``model.safetensors`` ("" for a file or non-run)."""
+    import hashlib
+    from pathlib import Path
+
+    from compat_core.models.run import is_run_dir
+
+    if not is_run_dir(run):
+        return ""
+    digest = hashlib.sha256()
+    with open(Path(run) / "model.safetensors", "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
