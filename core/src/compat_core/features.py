@@ -55,8 +55,12 @@ def extract(model, dataset, *, batch_size: int = 256, device: str = "cpu", with_
     positions = np.arange(len(dataset))
     batches = [positions[i:i + batch_size] for i in range(0, len(dataset), batch_size)]
     feats, logits = [], []
+    from compat_core.progress import track
+
+    label = f"embed {Path(model_ref).name or 'model'} on {Path(str(data_ref)).name or 'data'}:{split or '?'}"
     with torch.inference_mode():
-        for images, _, _ in iterate(dataset, batches):
+        for images, _, _ in track(iterate(dataset, batches), len(dataset), label, unit="images",
+                                  weights=[len(b) for b in batches]):
             out = model(images.to(device))
             feats.append(out.embedding.float().cpu())
             if with_logits and out.logits is not None:

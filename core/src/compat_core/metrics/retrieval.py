@@ -37,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from compat_core.progress import track
+
 METRICS = ("cosine", "l2")
 
 #: Working memory for one chunk of query rows when ``chunk_size`` is None.
@@ -215,7 +217,9 @@ def _rank_all_queries(query, query_labels, gallery, gallery_labels, metric, excl
     workspace = _Workspace(device)
     ap = torch.full((n_query,), float("nan"), dtype=torch.float64)
     negatives_before = torch.zeros(n_query, dtype=torch.int64)
-    for lo in range(0, n_query, rows):
+    starts = range(0, n_query, rows)
+    for lo in track(starts, n_query, "rank queries", unit="queries",
+                    weights=[min(rows, n_query - lo) for lo in starts]):
         hi = min(lo + rows, n_query)
         scores = workspace.get("scores", (hi - lo, n_gallery), torch.float32)
         _score_chunk(query[lo:hi], gallery, None if query_sq is None else query_sq[lo:hi], gallery_sq, scores)
