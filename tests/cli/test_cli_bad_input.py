@@ -192,3 +192,14 @@ def test_unwritable_outputs_fail_before_the_work(capsys, tmp_path, monkeypatch, 
     so the error must come from the output, not from the (missing) model."""
     code, output = run_main(argv, capsys)
     assert code == 2 and fragment in output and "Traceback" not in output
+
+
+def test_plugins_show_prints_choices_and_plain_defaults(capsys):
+    main_code = None
+    try:
+        main(["plugins", "show", "bct"])
+    except SystemExit as exc:
+        main_code = exc.code
+    out = capsys.readouterr().out
+    assert main_code in (None, 0)
+    assert "ce|lwf" in out and "Literal" not in out and "'ce'" not in out and "None" not in out

@@ -35,7 +35,7 @@ def build_app() -> typer.Typer:
 
     host = get_host()
     app = typer.Typer(name="compat", help="Compatible model updates: train, extract features, evaluate.",
-                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                      no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
     app.callback()(root)
     app.command("env")(env.env)
     app.add_typer(plugins.app, name="plugins")

@@ -88,3 +88,14 @@ def test_retrieval_fingerprints_are_unchanged_by_the_task_field():
     explicit = {**SPEC, "evaluation": {"splits": ["test"], "task": "retrieval"}}
     assert StudySpec.model_validate(retrieval).fingerprint() == StudySpec.model_validate(explicit).fingerprint()
     assert StudySpec.model_validate(SPEC).fingerprint() != StudySpec.model_validate(retrieval).fingerprint()
+
+
+def test_report_json_to_stdout_is_json_alone(tmp_path):
+    import subprocess
+    import sys
+
+    write_study(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "compat_cli.main", "study", "report", str(tmp_path), "--json", "-"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["methods"]["a"]["n"] == 2 and "NFR" in proc.stderr

@@ -22,7 +22,8 @@ def _evaluator_command(entry):
     options_cls = entry.get("config")
     params = model_parameters(options_cls, "Options") + [inspect.Parameter(
         "json_out", inspect.Parameter.KEYWORD_ONLY, default=None,
-        annotation=Annotated[str | None, typer.Option("--json", help="Also write the metrics to this JSON file.")])]
+        annotation=Annotated[str | None, typer.Option("--json", help="Also write the metrics to this JSON file "
+                                                     "(- : JSON to standard output, tables to standard error).")])]
 
     def handler(**values):
         from compat_core.config import validate
@@ -32,16 +33,29 @@ def _evaluator_command(entry):
 
         values = {k: plain(v) for k, v in values.items()}
         options = validate(options_cls, given(values, options_cls))
-        if values["json_out"]:  # before the evaluation: a result that cannot be written is work lost
+        to_stdout = values["json_out"] == "-"
+        if values["json_out"] and not to_stdout:  # before the evaluation: a result that cannot be written is lost
             check_writable(values["json_out"], "--json")
         result = entry.get("run")(options)
+        if to_stdout:  # JSON alone on stdout, for pipes; the tables go to stderr
+            import json
+
+            render_metrics_to = Console(stderr=True)
+            print(json.dumps(result, indent=2, default=_plain_json))
+        else:
+            render_metrics_to = Console()
         render = entry.options.get("render")
         if render:
-            entry.get("render")(Console(), result)
+            entry.get("render")(render_metrics_to, result)
         else:
-            render_metrics(Console(), entry.name, result)
-        if values["json_out"]:
+            render_metrics(render_metrics_to, entry.name, result)
+        if values["json_out"] and not to_stdout:
             write_json(values["json_out"], result)
             Console(stderr=True).print(f"[green]wrote[/] {values['json_out']}")
 
     return build_command(params, handler, entry.summary)
+
+
+def _plain_json(value):
+    return value.item() if hasattr(value, "item") else str(value)
+

@@ -55,7 +55,7 @@ def show(method: Annotated[str, typer.Argument(help="Method name, e.g. baseline.
         if field.is_required():
             default = "(required)"
         else:
-            default = repr(field.default_factory() if field.default_factory else field.default)
+            default = _plain_default(field.default_factory() if field.default_factory else field.default)
         table.add_row("--" + name.replace("_", "-"), _type_name(field.annotation), default,
                       field.description or "")
     if not config_cls.model_fields:
@@ -65,5 +65,37 @@ def show(method: Annotated[str, typer.Argument(help="Method name, e.g. baseline.
         console.print(table)
 
 
+def _plain_default(value) -> str:
+    """As a user types it: none, true/false, 0.1, a, b (never a Python repr)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "(empty)"
+    return str(value)
+
+
 def _type_name(annotation) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    """The accepted values: the choices of a Literal (a|b|c), int, float, text, or a union of those.
+
+    Example:
+        >>> from typing import Literal
+        >>> _type_name(Literal["a", "b"]), _type_name(float | None), _type_name(list[float])
+        ('a|b', 'float or none', 'list of float')
+    """
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "|".join(map(str, args))
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or none" if type(None) in args else "")
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (list, tuple):
+        return "list of " + (_type_name(args[0]) if args else "values")
+    names = {str: "text", int: "int", float: "float", bool: "true|false"}
+    return names.get(annotation, getattr(annotation, "__name__", None) or str(annotation).replace("typing.", ""))

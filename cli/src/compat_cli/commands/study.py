@@ -53,7 +53,8 @@ def report(
     compare_to: Annotated[str | None, typer.Option("--compare-to", help="Method entry every other is paired "
                                                    "with (default: the study's compare_to, else the first "
                                                    "method trained against the old model).")] = None,
-    json_out: Annotated[str | None, typer.Option("--json", help="Write the report as JSON (fractions).")] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="Write the report as JSON (fractions; - : to "
+                                                                   "standard output, tables to standard error).")] = None,
     plot_out: Annotated[str | None, typer.Option("--plot", help="Write the trade-off plot: new/new vs "
                                                  "new/old mAP, or for a classification study accuracy vs NFR "
                                                  "(PNG; needs matplotlib).")] = None,
@@ -66,13 +67,19 @@ def report(
     from compat_core.study import render
     from compat_core.study.report import build_report
 
-    for flag, target in (("--json", json_out), ("--plot", plot_out), ("--markdown", markdown_out)):
+    to_stdout = json_out == "-"
+    for flag, target in (("--json", None if to_stdout else json_out), ("--plot", plot_out),
+                         ("--markdown", markdown_out)):
         if target:
             check_writable(target, flag)
     result = build_report(study_dir, split, compare_to)
-    render.print_report(Console(), result)
+    render.print_report(Console(stderr=to_stdout), result)  # with --json -, stdout holds the JSON alone
     err = Console(stderr=True)
-    if json_out:
+    if to_stdout:
+        import json
+
+        print(json.dumps(result, indent=2))
+    elif json_out:
         write_json(json_out, result)
         err.print(f"[green]wrote[/] {json_out}")
     if markdown_out:
