@@ -83,3 +83,11 @@ def test_a_moved_run_can_be_resumed(tmp_path, monkeypatch):
     shutil.move(str(first), moved)
     train("baseline", TrainConfig(out=str(moved), **values), BaselineConfig(), resume=True)
     assert (moved / "model.safetensors").is_file()
+
+
+def test_ignored_and_overridden_options_are_warned_about(tmp_path):
+    old = tmp_path / "old"
+    compat(*TRAIN, "--epochs", "1", "--out", old)
+    proc = compat(*TRAIN, "--epochs", "1", "--old", old, "--set", "lr=0.01", "--lr", "0.05", "--out", tmp_path / "b")
+    assert "warning: --set lr=0.01 is overridden by the flag --lr 0.05" in proc.stderr
+    assert f"warning: --old {old} is ignored: baseline trains without an old model" in proc.stderr

@@ -190,6 +190,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr (an option that does nothing, or that another option overrides)."""
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def resolve_config(method_name: str, method_config_cls: type[MethodConfig], *, config_file: str | None = None,
                    set_options: list[str] | None = None, flags: dict[str, Any] | None = None
                    ) -> tuple[TrainConfig, MethodConfig]:
@@ -204,8 +211,13 @@ def resolve_config(method_name: str, method_config_cls: type[MethodConfig], *, c
         merged.update(load_config_file(config_file))
     text_keys = {name for model in (TrainConfig, method_config_cls)
                  for name, field in model.model_fields.items() if field_kind(field.annotation) == "text"}
-    merged.update(parse_set_options(set_options, text_keys))
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    set_values = parse_set_options(set_options, text_keys)
+    merged.update(set_values)
+    typed = {k: v for k, v in (flags or {}).items() if v is not None}
+    for key in sorted(set(set_values) & set(typed)):
+        if set_values[key] != typed[key]:  # the documented precedence, but rarely what was meant: say so
+            warn(f"--set {key}={set_values[key]} is overridden by the flag --{key.replace('_', '-')} {typed[key]}")
+    merged.update(typed)
     named = merged.pop("method", method_name)
     if named != method_name:
         raise CompatError(f"the config is for method {named!r} but you ran `compat train {method_name}`. "

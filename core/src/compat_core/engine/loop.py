@@ -101,6 +101,10 @@ class _Trainer:
                             num_images=len(data), device=str(self.device))
         for note in getattr(self.method, "notes", ()):
             self.reporter.note(note)
+        if cfg.old and getattr(self.method, "uses_old_model", None) is False and self.dist.is_main:
+            from compat_core.config import warn
+
+            warn(f"--old {', '.join(cfg.old)} is ignored: {self.method_name} trains without an old model")
         for epoch in range(start_epoch, cfg.epochs):
             self._train_epoch(epoch)
         if self.dist.is_main:

@@ -108,6 +108,9 @@ class Method(nn.Module):
     #: Set True when some trainable parameters get no gradient in some steps (DDP must then search
     #: the graph for them every step, which costs time).
     find_unused_parameters: bool = False
+    #: False when the method never reads ``ctx.old_models`` (``baseline``): an ``--old`` given to it is then
+    #: reported as ignored. None: unknown, nothing is said.
+    uses_old_model: bool | None = None
     #: Names in ``forward``'s result that are logged-only values, not loss terms.
     scalars: tuple[str, ...] = ()
     #: Buffers (names as in ``named_buffers()``) that DDP must not broadcast from rank 0 before every

@@ -17,6 +17,7 @@ class Baseline(Method):
     """Cross-entropy on the new model's head (with the head's margin, if any)."""
 
     config_class = BaselineConfig
+    uses_old_model = False
 
     def __init__(self, config: BaselineConfig, ctx: MethodContext):
         super().__init__(config, ctx)
