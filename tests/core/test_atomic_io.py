@@ -39,3 +39,47 @@ def test_write_text_replaces_content(tmp_path):
     path = write_text(tmp_path / "a.txt", "one")
     write_text(path, "two")
     assert path.read_text() == "two"
+
+
+def test_a_full_disk_is_one_message_and_the_previous_file_is_kept(tmp_path):
+    import errno
+
+    import pytest
+    from compat_core.errors import CompatError
+    from compat_core.io import write_atomic
+
+    path = tmp_path / "model.json"
+    path.write_text("previous")
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(CompatError, match="No space left on device; the previous version is kept"):
+        write_atomic(path, full)
+
+    def wrapped(tmp):  # what torch.save / safetensors raise
+        raise RuntimeError("[enforce fail] write failed: No space left on device")
+
+    with pytest.raises(CompatError, match="No space left on device"):
+        write_atomic(path, wrapped)
+    assert path.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
+
+
+def test_corrupt_truncated_or_mismatched_weights_are_one_message(tmp_path):
+    import pytest
+    from compat_core.errors import CompatError
+    from compat_core.models.embedding import EmbeddingModel, ModelSpec
+    from compat_core.models.run import load_model, save_model
+
+    spec = ModelSpec(backbone="test_resnet", embedding_dim=8, num_classes=3, classes=["a", "b", "c"])
+    save_model(EmbeddingModel(spec), tmp_path / "run")
+    weights = tmp_path / "run" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CompatError, match="truncated, corrupt or unreadable"):
+        load_model(tmp_path / "run")
+    other = ModelSpec(backbone="test_resnet", embedding_dim=16, num_classes=3, classes=["a", "b", "c"])
+    save_model(EmbeddingModel(other), tmp_path / "other")
+    weights.write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(CompatError, match="of shape .* describes"):
+        load_model(tmp_path / "run")

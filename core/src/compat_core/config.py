@@ -182,9 +182,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CompatError(f"--config {path}: no such file. Pass a YAML file of option: value lines.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise CompatError(f"--config {path} is not valid YAML ({exc}). Fix the file and retry.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CompatError(f"--config {path} cannot be read ({exc}). Check its permissions and that it is a UTF-8 "
+                          f"text file.") from None
     if not isinstance(data, dict):
         raise CompatError(f"--config {path} must hold a mapping of option: value, not {type(data).__name__}.")
     return {str(k).replace("-", "_"): v for k, v in data.items()}

@@ -30,18 +30,46 @@ def atomic_path(path: str | os.PathLike):
         ...     Path(tmp).write_text("{}")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     try:
         yield Path(tmp)
         if os.path.exists(tmp):
             os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as exc:  # full disk, quota, permissions: the old file (if any) is untouched
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise _write_error(path, exc) from None
+    except Exception as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if "No space left on device" in str(exc):  # torch.save and safetensors wrap the OSError
+            import errno
+
+            raise _write_error(path, OSError(errno.ENOSPC, "No space left on device")) from None
+        raise
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _write_error(path: Path, exc: OSError):
+    import errno
+
+    from compat_core.errors import CompatError
+
+    reason = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "disk quota exceeded",
+              errno.EACCES: "permission denied", errno.EROFS: "read-only file system"}.get(exc.errno,
+                                                                                        exc.strerror or str(exc))
+    kept = "the previous version is kept" if path.exists() else "nothing was written"
+    return CompatError(f"cannot write {path}: {reason}; {kept}. Free space or choose a writable place, then "
+                       f"run the command again.")
 
 
 def write_atomic(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:

@@ -94,8 +94,6 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> EmbeddingModel:
         >>> model(images).embedding.shape  # doctest: +SKIP
         torch.Size([8, 128])
     """
-    from safetensors.torch import load_file
-
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
         raise CompatError(f"{run_dir} is not a compat run directory (needs {SPEC} and {WEIGHTS}). "
@@ -105,13 +103,38 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> EmbeddingModel:
         return _load_with_plugin_loader(str(data[LOADER_KEY]), run_dir, device)
     spec = ModelSpec.from_json(data)
     model = EmbeddingModel(spec)
-    state = load_file(str(run_dir / WEIGHTS))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    state = read_weights(run_dir / WEIGHTS)
+    missing, unexpected = model.load_state_dict(state, strict=False) if _shapes_match(model, state, run_dir) else ((), ())
     if missing or unexpected:
         raise CompatError(f"{run_dir / WEIGHTS} does not match {SPEC} ({len(missing)} missing, "
                           f"{len(unexpected)} unexpected tensors). The run directory is inconsistent: retrain "
                           f"or restore both files together.")
     return model.to(device).eval()
+
+
+def read_weights(path: Path) -> dict[str, Any]:
+    """A ``.safetensors`` file's tensors; a truncated, corrupt or unreadable file is one clear error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CompatError(f"{path} cannot be read as safetensors ({type(exc).__name__}: {str(exc)[:200]}): the file "
+                          f"is truncated, corrupt or unreadable. Restore it from a copy, or retrain the run "
+                          f"(`compat train ... --resume` re-exports it from the checkpoint).") from None
+
+
+def _shapes_match(model, state: dict[str, Any], run_dir: Path) -> bool:
+    expected = model.state_dict()
+    wrong = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state.items()
+             if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong:
+        name, found, wanted = wrong[0]
+        raise CompatError(f"{run_dir / WEIGHTS} holds {name} of shape {found} but {run_dir / SPEC} describes "
+                          f"{wanted} ({len(wrong)} tensors differ). The two files come from different models: "
+                          f"restore both from the same run, or retrain.")
+    return True
 
 
 def _load_with_plugin_loader(reference: str, run_dir: Path, device: str):
