@@ -79,3 +79,11 @@ def test_list_fits_80_columns(runs):
                          text=True, env=env).stdout
     assert all(len(line) <= 80 for line in out.splitlines())
     assert "group/started" in out  # whole, not cut
+
+
+def test_a_validated_run_shows_its_metric_per_epoch_and_keeps_the_best(tmp_path):
+    compat("data", "split", "digits", "--validation", "0.2", "--out", tmp_path / "split.json")
+    proc = compat(*TRAIN, "--split", f"@{tmp_path / 'split.json'}:train", "--keep", "best", "--out", tmp_path / "run")
+    assert "val accuracy" in proc.stderr
+    out = compat("runs", "show", tmp_path / "run").stdout
+    assert "val accuracy" in out and "*" in out and "the kept weights are the last *" in out

@@ -108,3 +108,21 @@ def test_feature_files_with_nan_or_inf_are_refused(tmp_path):
     np.savez(path, features=features, labels=np.zeros(4, np.int64))
     with pytest.raises(CompatError, match="NaN or infinite values in 1 of 4 rows .*row 2"):
         load(path)
+
+
+def test_scoring_a_model_on_its_training_images_is_warned_about(tmp_path, capsys):
+    from compat_core.config import TrainConfig
+    from compat_core.engine import train
+    from compat_core.features import features_of
+    from compat_core.methods.configs import BaselineConfig
+
+    run = train("baseline", TrainConfig(data="digits", out=str(tmp_path / "run"), backbone="test_resnet",
+                                        embedding_dim=8, image_size=8, epochs=1, device="cpu"),
+                BaselineConfig()).run_dir
+    capsys.readouterr()
+    features_of(str(run), data="digits", split="test")
+    assert "overstate" not in capsys.readouterr().err
+    features_of(str(run), data="digits", split="train")
+    assert "trained on digits split train" in capsys.readouterr().err
+    features_of(str(run), data="digits", split="train", scoring=False)  # a cache of training features: fine
+    assert "overstate" not in capsys.readouterr().err

@@ -38,7 +38,7 @@ def batch(ctx, n=32, step=0):
 
 def test_the_credible_mask_is_the_denoising_of_the_old_features(old, tmp_path):
     ctx = context(old, tmp_path)
-    method = MixBCT(MixBCTConfig(keep=0.5), ctx)
+    method = MixBCT(MixBCTConfig(keep_ratio=0.5), ctx)
     feats = embed_dataset(ctx.old_model, ctx.data)
     expected = credible_mask(feats, ctx.data.labels, 0.5)
     assert method.credible[torch.as_tensor(ctx.data.base_indices)].tolist() == expected.tolist()
@@ -46,7 +46,7 @@ def test_the_credible_mask_is_the_denoising_of_the_old_features(old, tmp_path):
 
 
 def test_draw_takes_credible_rows_only_and_is_seeded_by_step(old, tmp_path):
-    method = MixBCT(MixBCTConfig(keep=0.5), context(old, tmp_path))
+    method = MixBCT(MixBCTConfig(keep_ratio=0.5), context(old, tmp_path))
     b = batch(method.ctx)
     credible = method.credible[b.indices]
     first = method._draw(credible, b)
@@ -57,7 +57,7 @@ def test_draw_takes_credible_rows_only_and_is_seeded_by_step(old, tmp_path):
 
 def test_replaced_rows_send_no_gradient_to_the_backbone(old, tmp_path):
     ctx = context(old, tmp_path)
-    method = MixBCT(MixBCTConfig(mix_ratio=1.0, keep=1.0), ctx)  # every row replaced
+    method = MixBCT(MixBCTConfig(mix_ratio=1.0, keep_ratio=1.0), ctx)  # every row replaced
     method(batch(ctx))["total"].backward()
     backbone = [p.grad for p in method.model.backbone.parameters()]
     assert all(g is None or not g.any() for g in backbone)
@@ -81,7 +81,7 @@ def test_no_mixing_is_the_plain_classification_loss(old, tmp_path):
 
 @pytest.mark.slow
 def test_conformance(tmp_path, old):
-    run_conformance(compat_mixbct.plugin, "mixbct", tmp_path, needs_old=True, options={"keep": 0.8},
+    run_conformance(compat_mixbct.plugin, "mixbct", tmp_path, needs_old=True, options={"keep_ratio": 0.8},
                     distribution="compat-mixbct", old_run=old)
 
 
@@ -92,7 +92,7 @@ TRAIN = ["--data", "digits", "--backbone", "test_resnet", "--epochs", "1", "--im
 @pytest.mark.slow
 def test_cli_with_a_denoise_file_and_bad_input(old, tmp_path):
     compat("features", "extract", "--model", old, "--data", "digits", "--split", "train", "--out", tmp_path / "o.npz")
-    compat("features", "denoise", tmp_path / "o.npz", "--keep", "0.7", "--out", tmp_path / "d.npz")
+    compat("features", "denoise", tmp_path / "o.npz", "--keep-ratio", "0.7", "--out", tmp_path / "d.npz")
     proc = compat("train", "mixbct", *TRAIN, "--old", old, "--credible", tmp_path / "d.npz", "--out", tmp_path / "new")
     assert "are credible (from" in proc.stdout + proc.stderr
     assert (tmp_path / "new" / "model.safetensors").is_file()
@@ -107,8 +107,8 @@ def test_cli_with_a_denoise_file_and_bad_input(old, tmp_path):
     dims = compat("train", "mixbct", *TRAIN[:-3], "24", "--device", "cpu", "--old", old, "--out", tmp_path / "y",
                   check=False)
     assert_user_error(dims, "one dimension", "--embedding-dim 16")
-    keep = compat("train", "mixbct", *TRAIN, "--old", old, "--keep", "1.5", "--out", tmp_path / "z", check=False)
-    assert_user_error(keep, "keep")
+    keep = compat("train", "mixbct", *TRAIN, "--old", old, "--keep-ratio", "1.5", "--out", tmp_path / "z", check=False)
+    assert_user_error(keep, "keep_ratio")
     assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
 
 

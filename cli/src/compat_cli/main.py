@@ -58,6 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     except CompatError as exc:
         report(str(exc))
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the file system's faults that no reader or writer turned into a message
+        report(file_system_fault(exc))
+        sys.exit(2)
+
+
+def file_system_fault(exc: OSError) -> str:
+    """One paragraph for an OSError: the file, what is wrong, the fix."""
+    where = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name) or "a file"
+    return (f"{where}: {exc.strerror or exc}. Check that the path exists, that you may read (or write) it and "
+            f"that its disk has space, then run the command again.")
 
 
 if __name__ == "__main__":

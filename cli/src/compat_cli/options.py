@@ -53,8 +53,20 @@ def build_command(params: list[inspect.Parameter], handler: Callable[..., Any], 
 
 
 def given(values: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
-    """The values of ``model``'s fields that the user actually passed."""
-    return {k: v for k, v in values.items() if k in model.model_fields and v is not None and v != []}
+    """The values of ``model``'s fields that the user actually passed; a list of numbers may be given as
+    ``1,2`` as well as by repeating the flag."""
+    passed = {k: v for k, v in values.items() if k in model.model_fields and v is not None and v != []}
+    for name, value in passed.items():
+        if isinstance(value, list) and _numbers_list(model.model_fields[name].annotation):
+            passed[name] = [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+    return passed
+
+
+def _numbers_list(annotation: Any) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _numbers_list(args[0])
+    return typing.get_origin(annotation) in (list, tuple, set) and bool(args) and args[0] in (int, float)
 
 
 def _flag_name(name: str, is_flag: bool) -> str:
@@ -93,7 +105,9 @@ def _cli_type(annotation: Any) -> tuple[Any, bool]:
         return _ENUMS[values], False
     if origin in (list, tuple, set):
         inner, _ = _cli_type(args[0]) if args else (str, False)
-        return list[inner], False
+        # numbers are read as text so that `--refine-epochs 10,20` works beside the repeated flag; given()
+        # splits them and pydantic converts
+        return list[str if inner in (int, float) else inner], False
     if annotation is bool:
         return bool, True
     if annotation in (int, float, str):

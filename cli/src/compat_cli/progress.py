@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compat_core.engine.reporting import Reporter, _fmt
+from compat_core.engine.reporting import Reporter, _fmt, epoch_summary
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -30,9 +30,7 @@ class RichReporter(Reporter):
                              terms=f"{_fmt(terms)} {images_per_sec:.0f} img/s")
 
     def epoch_end(self, record) -> None:
-        values = {**record["loss"], **record.get("scalars", {})}
-        self.progress.console.print(f"epoch {record['epoch']}/{record['epochs']} {_fmt(values)} "
-                                    f"lr {record['lr']:.4g} {record['images_per_sec']:.0f} img/s")
+        self.progress.console.print(epoch_summary(record), highlight=False, markup=False)
 
     def close(self) -> None:
         self.progress.stop()

@@ -130,6 +130,15 @@ class TrainConfig(Options):
     device: str = Field("auto", description="cpu, cuda, cuda:1 or auto.")
     workers: int = Field(0, ge=0, description="Data-loading worker processes (image files only).")
     amp: bool = Field(False, description="Mixed precision (bfloat16 on CPU, float16 on CUDA).")
+    val_split: str | None = Field("auto", description="Split scored after every epoch (into history.jsonl): auto (the "
+                                  "holdout's val part when --split is @split.json:train, else none), a split name or "
+                                  "spec such as @split.json:val, or none.")
+    val_metric: Literal["auto", "accuracy", "top1", "mAP", "old-top1", "old-mAP"] = Field(
+        "auto", description="Validation metric: accuracy (the classifier head), top1 or mAP (leave-one-out retrieval "
+        "within the split), old-top1 or old-mAP (new queries against the old model's gallery of the split, needs "
+        "--old); auto: accuracy with a classifier head, else top1.")
+    keep: Literal["last", "best"] = Field("last", description="Weights the run keeps: the last epoch's, or best (the "
+                                          "epoch with the highest validation metric; needs a validation split).")
 
     @model_validator(mode="after")
     def _meaningful_head(self) -> TrainConfig:
@@ -263,6 +272,20 @@ def validate(model: type[BaseModel], values: dict[str, Any]) -> Any:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".") or "config"
             problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
         raise CompatError("invalid options: " + "; ".join(problems) + ". Fix the flag, --set or config file value.") from None
+
+
+def config_differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: set[str] = frozenset()) -> list[str]:
+    """Keys (outside ``ignore``) whose values differ between two resolved configs. A common option missing
+    from one side (a run written before compat had it) counts as its default value.
+
+    Example:
+        >>> config_differences({"lr": 0.1}, {"lr": 0.1, "keep": "last"})
+        []
+    """
+    defaults = {name: field.get_default(call_default_factory=True)
+                for name, field in TrainConfig.model_fields.items() if not field.is_required()}
+    return sorted(k for k in set(saved) | set(wanted)
+                  if k not in ignore and saved.get(k, defaults.get(k)) != wanted.get(k, defaults.get(k)))
 
 
 def dump_resolved(method_name: str, common: TrainConfig, own: MethodConfig) -> str:

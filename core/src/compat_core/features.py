@@ -126,15 +126,48 @@ def load(path: str | Path) -> FeatureSet:
 
 
 def features_of(source: str, *, data: str | None, split: str, batch_size: int = 256, device: str = "cpu",
-                with_logits: bool = False) -> FeatureSet:
-    """Features from a ``.npz`` file, or by running a run directory's model on ``data``."""
+                with_logits: bool = False, scoring: bool = True) -> FeatureSet:
+    """Features from a ``.npz`` file, or by running a run directory's model on ``data``. With ``scoring``
+    (evaluation, not caching), a warning says when the images are ones the model was trained on."""
     if source.endswith(".npz"):
         if not Path(source).is_file():
             raise CompatError(f"{source}: no such feature file. Create it with `compat features extract`.")
-        return load(source)
+        feats = load(source)
+        if scoring:
+            _warn_if_trained_on(feats.model, source, feats.data, feats.split)
+        return feats
     model, dataset = open_model_on(source, data=data, split=split, device=device)
+    if scoring:
+        _warn_if_trained_on(source, source, data, split, getattr(model.spec, "trained_on", None))
     return extract(model, dataset, batch_size=batch_size, device=device, with_logits=with_logits,
                    model_ref=str(source), data_ref=data, split=split)
+
+
+def _warn_if_trained_on(run: str | None, source: str, data: str | None, split: str | None,
+                        trained_on: dict | None = None) -> None:
+    """Scores on a model's own training images overstate it, silently: say so. The training split ``train``
+    also holds every holdout part of it (``@split.json:val``), and a holdout's ``train`` part lies in ``train``."""
+    if trained_on is None:
+        from compat_core.models.run import is_run_dir, read_spec
+
+        if not run or not is_run_dir(run):
+            return
+        trained_on = read_spec(run).trained_on
+    trained_data, trained_split = (trained_on or {}).get("data"), (trained_on or {}).get("split")
+    if not data or not split or not trained_data or not trained_split or not _same_data(trained_data, data):
+        return
+    holdout = str(split).startswith("@"), str(trained_split).startswith("@")
+    overlap = split == trained_split or (trained_split == "train" and holdout[0]) or (split == "train" and holdout[1])
+    if overlap:
+        from compat_core.config import warn
+
+        warn(f"{source} was trained on {trained_data} split {trained_split}, and is scored on split {split}, which "
+             f"holds images it was trained on: the numbers overstate it. Score on the test split, or train on "
+             f"@split.json:train and score on @split.json:val")
+
+
+def _same_data(a: str, b: str) -> bool:
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
 
 
 def open_model_on(source: str, *, data: str | None, split: str, device: str = "cpu"):

@@ -117,10 +117,12 @@ def read_npz(path: str | os.PathLike, required: tuple[str, ...], *, what: str, u
         >>> read_npz("old.npz", ("features", "labels"), what="feature file",  # doctest: +SKIP
         ...          unreadable_fix="Create one with `compat features extract`.", missing_fix="...")
     """
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # cut, corrupt, not a zip
         raise CompatError(f"{path} is not a readable .npz {what} ({exc}). {unreadable_fix}") from None
     if any(name not in arrays for name in required):
         names = " and ".join(f"'{name}'" for name in required)
@@ -187,3 +189,31 @@ def check_writable(path: str | os.PathLike, flag: str) -> Path:
         raise CompatError(f"{flag} {path}: cannot write in {parent} ({exc.strerror}). Choose a folder you can "
                           f"write.") from None
     return target
+
+
+def check_writable_folder(path: str | os.PathLike, flag: str) -> Path:
+    """Fail fast when the folder ``path`` (which may not exist yet) cannot be created or written in: the probe
+    goes to ``path`` itself when it exists, else to its nearest existing parent. Leaves nothing behind.
+
+    Example:
+        >>> check_writable_folder("runs/new-model", "--out")  # doctest: +SKIP
+    """
+    from compat_core.errors import CompatError
+
+    folder = Path(path)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == folder and not folder.is_dir():
+        raise CompatError(f"{flag} {path} is a file. Choose a folder path (it is created if needed).")
+    if not existing.is_dir():
+        raise CompatError(f"{flag} {path}: {existing} is a file, not a folder. Choose another path.")
+    probe = existing / f".{folder.name or 'folder'}.write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = "read-only file system" if exc.errno == 30 else exc.strerror
+        raise CompatError(f"{flag} {path}: cannot write in {existing} ({reason}). Choose a folder you can "
+                          f"write.") from None
+    return folder

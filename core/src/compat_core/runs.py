@@ -70,7 +70,7 @@ def summarize_run(path: str | Path) -> RunSummary:
                           f"`compat train --out`; `compat runs list` finds them.")
     config = _read_yaml(path / "config.yaml")
     spec = _read_json(path / "model.json")
-    history = _read_history(path / "history.jsonl")
+    history = read_history(path / "history.jsonl")
     status = "done" if (path / "model.safetensors").is_file() and spec else (
         "partial" if checkpoint_path(path).is_file() else "started")
     method = str(spec.get("method") or config.get("method") or "?")
@@ -108,16 +108,38 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _read_history(path: Path) -> list[dict[str, Any]]:
+def read_history(path: Path, strict: bool = True) -> list[dict[str, Any]]:
+    """The per-epoch records of ``history.jsonl`` ([] without the file). A line that is not a JSON object
+    (the file was cut or edited) is an error, or with ``strict=False`` skipped with a warning.
+
+    Example:
+        >>> [r["epoch"] for r in read_history(Path("runs/old/history.jsonl"))]  # doctest: +SKIP
+        [1, 2, 3]
+    """
     if not path.is_file():
         return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise CompatError(f"{path} cannot be read ({exc.strerror}). Check its permissions.") from None
+    records, bad = [], []
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            raise CompatError(f"{path}:{number} is not a JSON line. The file was cut or edited; `compat train "
-                              f"--resume` rewrites it from the checkpoint.") from None
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("loss"), dict):
+            records.append(record)
+        elif strict:
+            raise CompatError(f"{path}:{number} is not a history record (a JSON line per epoch). The file was cut "
+                              f"or edited; `compat train ... --resume` keeps its readable lines.")
+        else:
+            bad.append(number)
+    if bad:
+        from compat_core.config import warn
+
+        warn(f"{path}: skipped {len(bad)} unreadable line(s) ({', '.join(map(str, bad[:5]))}); the history of "
+             f"those epochs is lost, the weights are not")
     return records

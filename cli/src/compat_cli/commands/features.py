@@ -46,7 +46,7 @@ def extract(
     import numpy as np
 
     feats = features.features_of(model, data=data, split=split, batch_size=batch_size,
-                                 device=str(resolve_device(device)), with_logits=logits)
+                                 device=str(resolve_device(device)), with_logits=logits, scoring=False)
     features.save(out, feats, {"model_sha256": np.array(weights_digest(model))}, fp16=fp16)
     Console(stderr=True).print(f"[green]wrote[/] {out}: {feats.features.shape[0]} x {feats.features.shape[1]}"
                                + (" (float16)" if fp16 else ""))
@@ -111,13 +111,13 @@ def class_means(
 def denoise(
     features_file: Annotated[str, typer.Argument(help="Old features of the training split (.npz with labels).")],
     out: Annotated[str, typer.Option("--out", help="Output .npz: credible (N, bool), index, labels.")],
-    keep: Annotated[float, typer.Option("--keep", help="Keep ratio T in (0, 1]: per class, the ceil(T n_c) "
+    keep: Annotated[float, typer.Option("--keep-ratio", "--keep", help="Keep ratio T in (0, 1]: per class, the ceil(T n_c) "
                                                      "samples nearest the class mean are credible (MixBCT 0.9).")] = 0.9,
     column_normalize: Annotated[bool, typer.Option(
         "--column-normalize/--no-column-normalize", help="After normalising rows, normalise each dimension over "
                                                          "the whole set first (the original code).")] = False,
 ) -> None:
-    """MixBCT's credible samples: per class, the share --keep of the samples whose L2-normalised old features lie
+    """MixBCT's credible samples: per class, the share --keep-ratio of the samples whose L2-normalised old features lie
     nearest their class mean. `compat train mixbct` reads the mask by dataset index."""
     import numpy as np
     from compat_core.io import write_atomic

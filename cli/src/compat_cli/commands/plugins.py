@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Annotated
 
 import typer
@@ -24,19 +25,31 @@ def list_plugins(
     if as_json:
         typer.echo(json.dumps([p.as_dict() for p in plugins], indent=2))
         return
-    table = Table(title="compat plugins")
-    for column in ("distribution", "version", "entry point", "provides", "hooks"):
-        table.add_column(column, overflow="fold")
-    for p in plugins:
+    console = Console(highlight=False)
+    for p in plugins:  # one block per plugin: lines wrap at spaces, so 80 columns never cut a name
+        console.print(f"{p.distribution} {p.version} ({p.entry_point})", markup=False, style="bold")
         if p.error:
-            provides = f"[red]BROKEN: {p.error}[/]"
+            console.print(f"  BROKEN: {p.error}", markup=False, style="red")
         elif not p.loaded:
-            provides = "[dim]not loaded (COMPAT_LOAD_PLUGINS)[/]"
-        else:
-            provides = "\n".join(p.provides)
-        hooks = "\n".join(h.removeprefix("compat_") for h in p.hooks)
-        table.add_row(p.distribution, p.version, p.entry_point, provides, hooks)
-    Console().print(table)
+            console.print("  not loaded (COMPAT_LOAD_PLUGINS)", markup=False, style="dim")
+        lines = [f"{kind}: {', '.join(names)}" for kind, names in _by_kind(p.provides).items()]
+        if p.hooks:
+            lines.append(f"hooks: {', '.join(h.removeprefix('compat_') for h in p.hooks)}")
+        for line in lines:
+            console.print(textwrap.fill(line, width=max(40, console.width - 1), initial_indent="  ",
+                                        subsequent_indent="    ", break_long_words=False, break_on_hyphens=False),
+                          markup=False)
+
+
+def _by_kind(provides: list[str]) -> dict[str, list[str]]:
+    """``["method:bct", "loss:x", "method:l2"]`` -> ``{"methods": ["bct", "l2"], "losses": ["x"]}``."""
+    plural = {"loss": "losses", "method": "methods", "backbone": "backbones", "dataset": "datasets",
+              "evaluator": "evaluators", "command": "commands"}
+    grouped: dict[str, list[str]] = {}
+    for item in provides:
+        kind, _, name = item.partition(":")
+        grouped.setdefault(plural.get(kind, kind + "s"), []).append(name)
+    return grouped
 
 
 @app.command("show")

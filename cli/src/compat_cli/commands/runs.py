@@ -73,12 +73,20 @@ def show(run: Annotated[str, typer.Argument(help="Run directory.")]) -> None:
         names = sorted({k for r in summary.history for k in r["loss"]} | {k for r in summary.history
                                                                           for k in r.get("scalars", {})})
         names.sort(key=lambda k: (k != "total", k))
-        table = _table("history", ["epoch", *names, "lr", "img/s"])
+        scored = [r["val"] for r in summary.history if isinstance(r.get("val"), dict)]
+        val_column = [f"val {scored[-1].get('metric')}"] if scored else []
+        table = _table("history", ["epoch", *names, *val_column, "lr", "img/s"])
         for record in summary.history:
             values = {**record["loss"], **record.get("scalars", {})}
-            table.add_row(str(record["epoch"]), *(_fmt(values.get(k)) for k in names), _fmt(record.get("lr")),
+            val = record.get("val") or {}
+            mark = [_fmt(val.get("value")) + (" *" if val.get("best") else "")] if val_column else []
+            table.add_row(str(record["epoch"]), *(_fmt(values.get(k)) for k in names), *mark, _fmt(record.get("lr")),
                           f"{record.get('images_per_sec', 0):.0f}")
         console.print(table)
+        if scored:
+            console.print(f"val: {scored[-1].get('metric')} on {scored[-1].get('split')} after every epoch; * a new "
+                          f"best" + (" (the kept weights are the last *)" if cfg.get("keep") == "best" else ""),
+                          markup=False)
     console.print("options (config.yaml):", markup=False)
     console.print(yaml.safe_dump(cfg, sort_keys=False).rstrip() or "(none)", markup=False)
     for result in summary.results:

@@ -54,8 +54,8 @@ def _method_command(entry):
         try:
             result = train(entry.name, common, own, resume=bool(values["resume"]),
                            overwrite=bool(values["overwrite"]), reporter=make_reporter())
-        except KeyboardInterrupt:
-            _interrupted(common.out)
+        except KeyboardInterrupt as exc:
+            _interrupted(common.out, kept_previous=getattr(exc, "kept_previous", False))
         if os.environ.get("RANK", "0") != "0":
             return
         last = result.history[-1] if result.history else None
@@ -75,13 +75,15 @@ def _run_control_parameters() -> list[inspect.Parameter]:
         option("set_options", Annotated[list[str] | None, typer.Option(
             "--set", help="Override an option: --set key=value (repeatable).", rich_help_panel=RUN_PANEL)]),
         option("resume", Annotated[bool, typer.Option(
-            "--resume", help="Continue the run in --out from its last checkpoint.", rich_help_panel=RUN_PANEL)]),
+            "--resume", help="Continue the run in --out from its last checkpoint; with a larger --epochs, extend it.",
+            rich_help_panel=RUN_PANEL)]),
         option("overwrite", Annotated[bool, typer.Option(
-            "--overwrite", help="Replace the run already in --out.", rich_help_panel=RUN_PANEL)]),
+            "--overwrite", help="Replace the run already in --out, once the new run's first epoch is saved.",
+            rich_help_panel=RUN_PANEL)]),
     ]
 
 
-def _interrupted(out: str) -> None:
+def _interrupted(out: str, kept_previous: bool = False) -> None:
     """Ctrl-C: say what was saved and the exact command that continues, then exit 130 (128 + SIGINT)."""
     import shlex
     import sys
@@ -93,7 +95,10 @@ def _interrupted(out: str) -> None:
     epochs = len([line for line in history.read_text().splitlines() if line.strip()]) if history.is_file() else 0
     args = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume")]
     again = "compat " + " ".join(shlex.quote(a) for a in args)
-    if checkpoint_path(Path(out)).is_file():
+    if kept_previous:
+        message = (f"interrupted before the new run's first epoch finished: the run in {out} is kept as it was. "
+                   f"Replace it with:\n  {again} --overwrite")
+    elif checkpoint_path(Path(out)).is_file():
         message = (f"interrupted: {out} keeps the checkpoint after epoch {epochs}. Continue with:\n"
                    f"  {again} --resume")
     else:

@@ -22,7 +22,21 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:
     # weights_only: our own checkpoints hold only tensors, numbers, strings and containers.
-    return torch.load(checkpoint_path(run_dir), map_location=device, weights_only=True)
+    path = checkpoint_path(run_dir)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # cut, corrupt, or not ours: torch raises many kinds
+        from compat_core.errors import CompatError
+
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CompatError(f"--resume: the checkpoint {path} cannot be read ({reason}); it was cut or corrupted. "
+                          f"The run cannot continue from it: start it again with --overwrite (its model files are "
+                          f"kept until the new run's first epoch is saved).") from None
+    if not isinstance(state, dict) or not {"epoch", "method", "optimizer"} <= set(state):
+        from compat_core.errors import CompatError
+
+        raise CompatError(f"--resume: {path} is not a compat checkpoint. Start the run again with --overwrite.")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

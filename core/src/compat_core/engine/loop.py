@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,22 @@ from compat_core.engine import checkpoint as ckpt
 from compat_core.engine.batches import Augmenter, BatchPlan, iterate
 from compat_core.engine.distributed import DistInfo, init_distributed, resolve_device, shutdown_distributed
 from compat_core.engine.reporting import Reporter, SilentReporter
-from compat_core.engine.rundir import prepare_run_dir, unstarted
+from compat_core.engine.rundir import BEST, RunDir, prepare_run_dir, unstarted
 from compat_core.engine.schedule import lr_factor
+from compat_core.engine.validation import EpochValidator
 from compat_core.errors import CompatError
-from compat_core.io import append_line, write_text
+from compat_core.io import append_line, check_writable_folder, write_atomic, write_json, write_text
 from compat_core.methods.base import Batch, Method, MethodContext
+from compat_core.runs import read_history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``kept_previous``: an --overwrite run stopped before its first checkpoint, so
+    the run it was to replace is kept unchanged."""
+
+    def __init__(self, kept_previous: bool = False):
+        super().__init__()
+        self.kept_previous = kept_previous
 
 
 @dataclass
@@ -74,8 +86,11 @@ class _Trainer:
                               f"processes. Use a multiple of {self.dist.world_size}.")
         # Validate every input, the method's own included, before touching --out: bad input must not
         # cost an existing run.
+        if self.dist.is_main:
+            check_writable_folder(cfg.out, "--out")
         data = self._load_data()
         old_models = self._load_old_models()
+        self.validator = EpochValidator(cfg, old_models)
         self.plan = BatchPlan(len(data), cfg.batch_size, cfg.seed, self.dist.world_size, self.dist.rank)
         total = cfg.epochs * self.plan.steps_per_epoch
         torch.manual_seed(cfg.seed)
@@ -83,36 +98,57 @@ class _Trainer:
                             method_name=self.method_name, world_size=self.dist.world_size, rank=self.dist.rank,
                             steps_per_epoch=self.plan.steps_per_epoch, total_steps=total, resumed=resume)
         self.method = self._build_method(ctx)
+        self.folder = RunDir(Path(cfg.out), Path(cfg.out), resume)
         if self.dist.is_main:
-            prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite,
-                            inputs=(*cfg.old, cfg.data))
+            self.folder = prepare_run_dir(cfg.out, self.resolved_yaml, resume=resume, overwrite=overwrite,
+                                          inputs=(*cfg.old, cfg.data))
         self.dist.barrier()
-        self.run_dir = Path(cfg.out)
+        self.run_dir = self.folder.write
         self.optimizer = self._build_optimizer()
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(
-            step, total_steps=total, steps_per_epoch=self.plan.steps_per_epoch, config=cfg))
+        self.lr_at = lambda step: lr_factor(step, total_steps=total, steps_per_epoch=self.plan.steps_per_epoch,
+                                            config=cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_at)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
         start_epoch, history = self._restore() if resume else (0, [])
-        if not resume and self.dist.is_main:
+        if (not resume or self.folder.extends_from) and self.dist.is_main:
             write_text(self.run_dir / "config.yaml", self.resolved_yaml)
         self.data, self.history = data, history
-        self.reporter.start(run_dir=str(self.run_dir), method=self.method_name, epochs=cfg.epochs,
+        self.best = max((r["val"]["value"] for r in history if "val" in r), default=None)
+        self.reporter.start(run_dir=str(self.folder.path), method=self.method_name, epochs=cfg.epochs,
                             start_epoch=start_epoch, steps_per_epoch=self.plan.steps_per_epoch,
                             num_images=len(data), device=str(self.device))
+        self._notes(start_epoch)
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                self._train_epoch(epoch)
+        except BaseException as exc:
+            if not self.folder.staged:
+                raise
+            self.folder.abandon()
+            if isinstance(exc, KeyboardInterrupt):
+                raise TrainingInterrupted(kept_previous=True) from None
+            raise
+        if self.dist.is_main:
+            self._save_final_model()
+        self.dist.barrier()
+        return TrainResult(self.folder.path, self.history)
+
+    def _notes(self, start_epoch: int) -> None:
+        cfg = self.config
         for note in getattr(self.method, "notes", ()):
             self.reporter.note(note)
+        if self.folder.extends_from:
+            self.reporter.note(f"extending the run from {self.folder.extends_from} to {cfg.epochs} epochs: the "
+                               f"learning rate now follows the {cfg.epochs}-epoch schedule, so epoch {start_epoch + 1} "
+                               f"starts at lr {self.optimizer.param_groups[0]['lr']:.4g} (an uninterrupted "
+                               f"{cfg.epochs}-epoch run would differ in its first {self.folder.extends_from})")
+        if self.folder.staged:
+            self.reporter.note(f"the run in {cfg.out} is replaced once this run's first epoch is saved; until then "
+                               f"it stays as it is")
         if cfg.old and getattr(self.method, "uses_old_model", None) is False and self.dist.is_main:
             from compat_core.config import warn
 
             warn(f"--old {', '.join(cfg.old)} is ignored: {self.method_name} trains without an old model")
-        for epoch in range(start_epoch, cfg.epochs):
-            self._train_epoch(epoch)
-        if self.dist.is_main:
-            from compat_core.models.run import save_model
-
-            save_model(self.method.export(), self.run_dir)
-        self.dist.barrier()
-        return TrainResult(self.run_dir, self.history)
 
     def _load_data(self):
         from compat_core.data import open_dataset
@@ -165,7 +201,11 @@ class _Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         epoch = int(state["epoch"])
-        history = _read_history(self.run_dir / "history.jsonl")[:epoch]
+        # the lr of the next step, from the schedule of this run's --epochs (equal to the saved one unless the
+        # run is extended: then the finished run's last lr, about 0 at the end of a cosine, must not carry on)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.lr_at(self.scheduler.last_epoch)
+        history = read_history(self.run_dir / "history.jsonl", strict=False)[:epoch]
         if self.dist.is_main:  # drop lines of an epoch that was running when the run was killed
             write_text(self.run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         return epoch, history
@@ -206,12 +246,48 @@ class _Trainer:
                   "images_per_sec": seen / seconds, "seconds": seconds}
         if scalars & set(means):
             record["scalars"] = {k: v for k, v in means.items() if k in scalars}
-        self.history.append(record)
+        kept = None
         if self.dist.is_main:
+            self._validate(record)
             self._save_checkpoint(epoch + 1)
             append_line(self.run_dir / "history.jsonl", json.dumps(record))
+            if self.folder.staged:  # the new run has a checkpoint: now it replaces the previous one
+                kept = self.folder.commit()
+                self.run_dir = self.folder.path
+        self.history.append(record)
         self.dist.barrier()
         self.reporter.epoch_end(record)
+        if kept:
+            self.reporter.note(f"replaced the previous run in {self.run_dir}; kept the files it did not write: "
+                               f"{', '.join(kept)}")
+
+    def _validate(self, record: dict[str, Any]) -> None:
+        """Score the epoch on the validation split; with --keep best, save the weights of a new best."""
+        if not self.validator.enabled:
+            return
+        record["val"] = self.validator(self.method.export())
+        if self.best is None or record["val"]["value"] > self.best:
+            self.best = record["val"]["value"]
+            record["val"]["best"] = True
+            if self.config.keep == "best":
+                from compat_core.models.run import save_model
+
+                save_model(self.method.export(), self.run_dir / BEST)
+
+    def _save_final_model(self) -> None:
+        from compat_core.models.run import SPEC, WEIGHTS, save_model
+
+        save_model(self.method.export(), self.run_dir)
+        if self.config.keep != "best" or not (self.run_dir / BEST / WEIGHTS).is_file():
+            return
+        best = next(r for r in reversed(self.history) if r.get("val", {}).get("best"))
+        spec = json.loads((self.run_dir / BEST / SPEC).read_text())
+        spec.setdefault("extra", {})["kept_epoch"] = {"epoch": best["epoch"], "metric": best["val"]["metric"],
+                                                      "split": best["val"]["split"], "value": best["val"]["value"]}
+        write_atomic(self.run_dir / WEIGHTS, lambda tmp: shutil.copyfile(self.run_dir / BEST / WEIGHTS, tmp))
+        write_json(self.run_dir / SPEC, spec)
+        self.reporter.note(f"kept the weights of epoch {best['epoch']} (val {best['val']['metric']} "
+                           f"{best['val']['value']:.4f}), the best of {len(self.history)}")
 
     def _step(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -300,8 +376,3 @@ def unbroadcast_buffers(method: Method) -> list[str]:
                            f"synced_buffers, but has no such buffer (its buffers: {', '.join(known) or 'none'}).")
     return names
 
-
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -29,9 +29,7 @@ class Reporter:
                         + f" {images_per_sec:.0f} img/s")
 
     def epoch_end(self, record: dict[str, Any]) -> None:
-        values = {**record["loss"], **record.get("scalars", {})}
-        self._print(f"  epoch {record['epoch']}/{record['epochs']} " + _fmt(values)
-                    + f" lr {record['lr']:.4g} {record['images_per_sec']:.0f} img/s {record['seconds']:.1f}s")
+        self._print(f"  {epoch_summary(record)} {record['seconds']:.1f}s")
 
     def close(self) -> None:
         pass
@@ -45,6 +43,15 @@ class SilentReporter(Reporter):
 
     def _print(self, line: str) -> None:
         pass
+
+
+def epoch_summary(record: dict[str, Any]) -> str:
+    """``epoch 3/10 total .. ce .. [val accuracy 0.9123 best] lr .. N img/s`` for one history record."""
+    values = {**record["loss"], **record.get("scalars", {})}
+    val = record.get("val")
+    scored = f" val {val['metric']} {val['value']:.4f}{' best' if val.get('best') else ''}" if val else ""
+    return (f"epoch {record['epoch']}/{record['epochs']} {_fmt(values)}{scored} lr {record['lr']:.4g} "
+            f"{record['images_per_sec']:.0f} img/s")
 
 
 def _fmt(terms: dict[str, float]) -> str:

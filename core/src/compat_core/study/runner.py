@@ -117,7 +117,7 @@ def check_trained_runs(runs: list[PlannedRun], resolved: dict[str, tuple[Any, An
     a method entry whose options changed would otherwise report results of the old options."""
     import yaml
 
-    from compat_core.config import dump_resolved
+    from compat_core.config import config_differences, dump_resolved
 
     for run in runs:
         saved_file = Path(run.options["out"]) / "config.yaml"
@@ -125,8 +125,7 @@ def check_trained_runs(runs: list[PlannedRun], resolved: dict[str, tuple[Any, An
             continue
         saved = yaml.safe_load(saved_file.read_text()) or {}
         wanted = yaml.safe_load(dump_resolved(run.method, *resolved[run.name]))
-        differing = sorted(k for k in set(saved) | set(wanted)
-                           if k not in ("device", "workers") and saved.get(k) != wanted.get(k))
+        differing = config_differences(saved, wanted, {"device", "workers"})
         if differing:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in differing[:3])
             raise CompatError(f"study run {run.name} was trained with other options than the study file now gives "

@@ -7,7 +7,7 @@ L2-normalised old features (whole rows, no interpolation), then ``L = CE(head(mi
 no extra term: the old features pull the new class centres towards the old model's distribution, and the
 replaced rows send no gradient to the backbone.
 
-Credible samples: per class, the share ``keep`` of the samples whose normalised old features lie nearest
+Credible samples: per class, the share ``keep_ratio`` of the samples whose normalised old features lie nearest
 their class mean (:func:`compat_core.old_space.credible_mask`), computed once over the training data
 before training, or read from ``compat features denoise`` (``--credible``). The random draw of each step
 is seeded by (run seed, global step, rank), so a resumed run draws what the uninterrupted one drew.
@@ -61,11 +61,11 @@ class MixBCT(Method):
             mask = _read_mask(config.credible, indices)
         else:
             old = self.old_embeddings.of_dataset(ctx.data)
-            mask = credible_mask(old, np.asarray(ctx.data.labels), config.keep,
+            mask = credible_mask(old, np.asarray(ctx.data.labels), config.keep_ratio,
                                  column_normalize=config.column_normalize)
         table[torch.from_numpy(indices)] = torch.from_numpy(mask)
         self.notes.append(f"mixbct: {int(mask.sum())} of {len(mask)} training samples are credible "
-                          f"({'from ' + config.credible if config.credible else f'keep {config.keep}'}); "
+                          f"({'from ' + config.credible if config.credible else f'keep ratio {config.keep_ratio}'}); "
                           f"{int(ctx.config.batch_size // max(ctx.world_size, 1) * config.mix_ratio)} rows per "
                           f"batch are old features.")
         return table
@@ -101,7 +101,7 @@ def _read_mask(path: str, indices: np.ndarray) -> np.ndarray:
 
     if not Path(path).is_file():
         raise CompatError(f"--credible {path}: no such file. Write it with `compat features denoise OLD_TRAIN.npz "
-                          f"--keep 0.9 --out {path}`, or drop --credible to denoise when training starts.")
+                          f"--keep-ratio 0.9 --out {path}`, or drop --credible to denoise when training starts.")
     arrays = read_npz(path, ("credible", "index"), what="credible mask",
                       unreadable_fix="Write it again with `compat features denoise`.",
                       missing_fix="Write it with `compat features denoise`.")
