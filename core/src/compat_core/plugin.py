@@ -26,6 +26,12 @@ def compat_register_losses(register):
 def compat_register_backbones(register):
     register("timm", factory="compat_core.models.backbone:create_timm_backbone",
              summary="Any timm model name, created with pretrained=False (never downloads).")
+    for depth in (18, 34, 50, 100):
+        register(f"iresnet{depth}", factory=f"compat_core.models.iresnet:iresnet{depth}",
+                 summary=f"insightface-style IResNet-{depth} face backbone: 112x112 input, BN-dropout-FC-BN head, "
+                         f"512-d (use --image-size 112 --embedding-dim 0).")
+    register("test_iresnet", factory="compat_core.models.iresnet:test_iresnet",
+             summary="A tiny IResNet for tests: one block per stage, 32x32 input, 64-d.")
 
 
 @hookimpl
