@@ -212,20 +212,28 @@ def warn(message: str) -> None:
 def resolve_config(method_name: str, method_config_cls: type[MethodConfig], *, config_file: str | None = None,
                    set_options: list[str] | None = None, flags: dict[str, Any] | None = None
                    ) -> tuple[TrainConfig, MethodConfig]:
-    """Merge defaults < config file < --set < explicit flags into validated configs.
+    """Merge defaults < preset < config file < --set < explicit flags into validated configs.
 
     ``flags`` holds only the options the user typed (``None`` values are ignored). The method's
-    ``common_defaults`` sit between the defaults and the config file.
+    ``common_defaults`` sit between the defaults and the preset; ``preset`` (a flag, ``--set preset=NAME``
+    or a config file key) names a registered preset (:mod:`compat_core.presets`).
     """
     check_common_defaults(method_name, method_config_cls)
     merged: dict[str, Any] = dict(method_config_cls.common_defaults)
-    if config_file:
-        merged.update(load_config_file(config_file))
+    from_file = load_config_file(config_file) if config_file else {}
     text_keys = {name for model in (TrainConfig, method_config_cls)
                  for name, field in model.model_fields.items() if field_kind(field.annotation) == "text"}
-    set_values = parse_set_options(set_options, text_keys)
-    merged.update(set_values)
+    set_values = parse_set_options(set_options, text_keys | {"preset"})
     typed = {k: v for k, v in (flags or {}).items() if v is not None}
+    preset = next((layer.pop("preset") for layer in (typed, set_values, from_file) if layer.get("preset")), None)
+    for layer in (set_values, from_file):
+        layer.pop("preset", None)
+    if preset:  # above the method's defaults, below everything the user wrote
+        from compat_core.presets import preset_values
+
+        merged.update(preset_values(str(preset), method_name))
+    merged.update(from_file)
+    merged.update(set_values)
     for key in sorted(set(set_values) & set(typed)):
         if set_values[key] != typed[key]:  # the documented precedence, but rarely what was meant: say so
             warn(f"--set {key}={set_values[key]} is overridden by the flag --{key.replace('_', '-')} {typed[key]}")

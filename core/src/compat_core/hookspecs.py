@@ -89,6 +89,17 @@ def compat_register_evaluators(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def compat_register_presets(register: Callable[..., None]) -> None:
+    """Register named option presets: ``register(name, *, path, summary)``.
+
+    ``path`` is a YAML file (a path, or ``"package:file.yaml"`` inside an installed package) holding
+    ``common:`` (common training options) and, optionally, ``methods: {METHOD: {option: value}}``.
+    ``compat train METHOD --preset NAME`` applies it above the method's defaults and below a config
+    file, ``--set`` and flags.
+    """
+
+
+@hookspec
 def compat_register_commands(app: Any) -> None:
     """Add extra CLI subcommands to the root ``typer.Typer`` application."""
 

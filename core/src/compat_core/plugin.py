@@ -35,6 +35,13 @@ def compat_register_backbones(register):
 
 
 @hookimpl
+def compat_register_presets(register):
+    for name, summary in (("mixbct-face", "the MixBCT repository's face recipe for new models (iresnet50)"),
+                          ("mixbct-face-old", "the MixBCT repository's face recipe for old models (iresnet18)")):
+        register(name, path=f"compat_core:presets/{name}.yaml", summary=summary)
+
+
+@hookimpl
 def compat_register_datasets(register):
     formats = "compat_core.data.formats"
     register("imagefolder", factory=f"{formats}.imagefolder:open_imagefolder",

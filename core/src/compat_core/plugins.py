@@ -31,6 +31,7 @@ REGISTRATION_HOOKS = {
     "compat_register_backbones": "backbone",
     "compat_register_datasets": "dataset",
     "compat_register_evaluators": "evaluator",
+    "compat_register_presets": "preset",
 }
 
 
@@ -88,6 +89,10 @@ class PluginHost:
     @property
     def evaluators(self) -> Registry:
         return self.registries["evaluator"]
+
+    @property
+    def presets(self) -> Registry:
+        return self.registries["preset"]
 
     # -- loading -------------------------------------------------------------------------------
     def load_entry_points(self) -> None:

@@ -44,7 +44,7 @@ def list_plugins(
 def _by_kind(provides: list[str]) -> dict[str, list[str]]:
     """``["method:bct", "loss:x", "method:l2"]`` -> ``{"methods": ["bct", "l2"], "losses": ["x"]}``."""
     plural = {"loss": "losses", "method": "methods", "backbone": "backbones", "dataset": "datasets",
-              "evaluator": "evaluators", "command": "commands"}
+              "evaluator": "evaluators", "command": "commands", "preset": "presets"}
     grouped: dict[str, list[str]] = {}
     for item in provides:
         kind, _, name = item.partition(":")
@@ -53,11 +53,15 @@ def _by_kind(provides: list[str]) -> dict[str, list[str]]:
 
 
 @app.command("show")
-def show(method: Annotated[str, typer.Argument(help="Method name, e.g. baseline.")]) -> None:
-    """A method's own options, from its config schema."""
+def show(method: Annotated[str, typer.Argument(help="Method name (e.g. baseline) or preset name.")]) -> None:
+    """A method's own options, from its config schema, or the values a preset sets."""
     from compat_core.plugins import get_host
 
-    entry = get_host().methods.lookup(method)
+    host = get_host()
+    if method not in host.methods and method in host.presets:
+        _show_preset(method)
+        return
+    entry = host.methods.lookup(method)
     config_cls = entry.get("config")
     console = Console()
     console.print(f"[bold]{method}[/] ({entry.distribution}): {entry.summary}")
@@ -76,6 +80,31 @@ def show(method: Annotated[str, typer.Argument(help="Method name, e.g. baseline.
                       f"{method} --help`).")
     else:
         console.print(table)
+
+
+def _show_preset(name: str) -> None:
+    from compat_core.plugins import get_host
+    from compat_core.presets import read_preset
+
+    data = read_preset(name)
+    console = Console(highlight=False)
+    console.print(f"preset {name} ({get_host().presets.lookup(name).distribution}): {data['summary']}", markup=False)
+    console.print("common options:", markup=False)
+    for key, value in data["common"].items():
+        console.print(f"  {_as_flag(key, value)}", markup=False)
+    for method, values in data["methods"].items():
+        console.print(f"compat train {method}:", markup=False)
+        for key, value in (values or {}).items():
+            console.print(f"  {_as_flag(key, value)}", markup=False)
+    console.print("Flags, --set and --config override every value.", markup=False)
+
+
+def _as_flag(key: str, value) -> str:
+    """As typed on the command line: ``--amp``, ``--no-amp``, ``--lr 0.1``."""
+    flag = str(key).replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {_plain_default(value)}"
 
 
 def _plain_default(value) -> str:

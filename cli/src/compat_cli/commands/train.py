@@ -48,7 +48,7 @@ def _method_command(entry):
         from compat_cli.progress import make_reporter
 
         values = {k: plain(v) for k, v in values.items()}
-        flags = {**given(values, TrainConfig), **given(values, config_cls)}
+        flags = {**given(values, TrainConfig), **given(values, config_cls), "preset": values["preset"]}
         common, own = resolve_config(entry.name, config_cls, config_file=values["config"],
                                      set_options=values["set_options"], flags=flags)
         try:
@@ -70,6 +70,9 @@ def _run_control_parameters() -> list[inspect.Parameter]:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
     return [
+        option("preset", Annotated[str | None, typer.Option(
+            "--preset", help="A named recipe of option values (`compat plugins list` shows them, `compat plugins show "
+            "NAME` their values); the config file, --set and flags override it.", rich_help_panel=RUN_PANEL)]),
         option("config", Annotated[str | None, typer.Option(
             "--config", help="YAML file of options (e.g. a run's config.yaml).", rich_help_panel=RUN_PANEL)]),
         option("set_options", Annotated[list[str] | None, typer.Option(
