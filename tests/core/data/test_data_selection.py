@@ -169,3 +169,24 @@ def test_manifest_errors(tmp_path, toy):
     outside = write(tmp_path, {**good, "old": {"classes": [0, 7]}}, "outside.json")
     with pytest.raises(CompatError, match="outside the data"):
         parse_classes(f"@{outside}:old", toy)
+
+
+def test_training_on_classes_of_which_one_has_no_image_is_refused(tmp_path):
+    """An ImageFolder whose class folder `c` is empty: the head would learn a class it never sees."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("a", "b", "c"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+        for name in ("a", "b"):
+            for k in range(2):
+                Image.new("RGB", (8, 8), (k * 40, 0, 0)).save(tmp_path / "data" / split / name / f"{k}.png")
+    proc = subprocess.run([sys.executable, "-m", "compat_cli.main", "train", "baseline", "--data",
+                           str(tmp_path / "data"), "--backbone", "test_resnet", "--image-size", "8", "--epochs", "1",
+                           "--device", "cpu", "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no image of 1 of its 3 classes (c)" in proc.stderr.replace("\n", " ")
+    assert not (tmp_path / "run").exists()

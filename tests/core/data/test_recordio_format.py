@@ -140,3 +140,63 @@ def test_trains_from_the_cli_with_an_arcface_head(tmp_path):
     assert (run / "model.safetensors").is_file() and '"arcface"' in (run / "model.json").read_text()
     spec = json.loads((run / "model.json").read_text())
     assert spec["input"]["mean"] == [0.5] * 3 and spec["input"]["std"] == [0.5] * 3  # the face normalisation
+
+
+def face_set(tmp_path, counts=(5, 1, 3, 4, 2, 1, 6, 3, 2, 3)):
+    """A header-layout face set whose identity c has ``counts[c]`` images (two single-image identities)."""
+    labels = [c for c, n in enumerate(counts) for _ in range(n)]
+    images = faces(len(labels), seed=7)
+    records = [(0, pack([len(labels) + 1.0, len(labels) + 1.0 + len(counts)], b""))]
+    records += [(k + 1, pack([float(label), 0.0], encode(images[k]))) for k, label in enumerate(labels)]
+    return write_rec(tmp_path / "faces", records), np.asarray(labels)
+
+
+def test_the_four_face_scenarios_split_identities_and_images_as_the_repository(tmp_path):
+    from compat_core.data.selection import make_scenario_split, parse_classes
+
+    root, labels = face_set(tmp_path)
+    data = open_dataset(str(root), image_size=8)
+    open_class = make_scenario_split(data, "open-class")  # the first 30% of the identities, the rest
+    assert open_class["old"] == {"classes": [0, 1, 2]} and open_class["new"] == {"classes": list(range(3, 10))}
+    extended = make_scenario_split(data, "extended-class")
+    assert extended["old"] == open_class["old"] and extended["new"] == {"classes": list(range(10))}
+    new = parse_classes("@" + str(_write(tmp_path / "oc.json", open_class)) + ":new", data)
+    assert sorted(set(new.labels.tolist())) == list(range(7))  # class70 relabelled from 0
+    assert len(new) == int(np.isin(labels, range(3, 10)).sum())
+
+    open_data = make_scenario_split(data, "open-data")
+    old_idx, new_idx = set(open_data["old"]["indices"]), set(open_data["new"]["indices"])
+    for identity, n in enumerate((5, 1, 3, 4, 2, 1, 6, 3, 2, 3)):
+        members = set(np.flatnonzero(labels == identity).tolist())
+        assert len(members & old_idx) == max(1, round(0.3 * n))
+        if n == 1:  # single-image identities are in both halves
+            assert members <= old_idx and members <= new_idx
+        else:
+            assert members & old_idx and members & new_idx and not (members & old_idx & new_idx)
+    assert make_scenario_split(data, "extended-data")["new"] == {"indices": list(range(len(labels)))}
+
+
+def _write(path, manifest):
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+def test_the_scenario_split_through_the_cli_and_an_unknown_scenario(tmp_path):
+    root, _ = face_set(tmp_path)
+    run = [sys.executable, "-m", "compat_cli.main", "data", "split", str(root)]
+    done = subprocess.run([*run, "--scenario", "open-class", "--out", str(tmp_path / "s.json")], capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and json.loads((tmp_path / "s.json").read_text())["scenario"] == "open-class"
+    bad = subprocess.run([*run, "--scenario", "open", "--out", str(tmp_path / "t.json")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "open-class, open-data" in bad.stderr
+
+
+def test_a_header_that_does_not_match_the_index_is_an_error(tmp_path):
+    images = faces(3, seed=2)
+    records = [(0, pack([7.0, 9.0], b""))]  # claims images 1..6, the index holds 1..3
+    records += [(k + 1, pack([float(k), 0.0], encode(images[k]))) for k in range(3)]
+    root = write_rec(tmp_path / "short", records)
+    with pytest.raises(CompatError, match="header"):
+        open_dataset(str(root), image_size=8)
+

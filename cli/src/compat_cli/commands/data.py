@@ -28,14 +28,32 @@ def split(
     validation: Annotated[float | None, typer.Option(
         "--validation", help="Also hold out this fraction (0 < f <= 0.5) of every class for validation: "
                              "--split @OUT:train / @OUT:val.")] = None,
+    order: Annotated[str, typer.Option(
+        "--order", help="By class: random classes, or first (the lowest labels, as the MixBCT repository's "
+                        "class30).")] = "random",
+    singletons: Annotated[str, typer.Option(
+        "--singletons", help="By sample: a class of one image goes to old only, or to both halves.")] = "old",
+    scenario: Annotated[str | None, typer.Option(
+        "--scenario", help="One of the MixBCT repository's face scenarios, which sets --by, --order, "
+                           "--singletons and the new half: open-class (class30/class70), open-data "
+                           "(data30/data70), extended-class (class30/all), extended-data (data30/all). "
+                           "--old-fraction defaults to 0.3 with it.")] = None,
 ) -> None:
     """Write a split manifest; use it as --classes @OUT:old / @OUT:new (and --split @OUT:train / @OUT:val)."""
     from compat_core.data import open_dataset
-    from compat_core.data.selection import make_split
-    from compat_core.io import write_json
+    from compat_core.data.selection import SCENARIOS, make_scenario_split, make_split
+    from compat_core.io import check_writable, write_json
 
+    check_writable(out, "--out")
     dataset = open_dataset(data, split=data_split, image_size=8)
-    manifest = make_split(dataset, old_fraction, by=by.value, seed=seed, validation=validation, split=data_split)
+    if scenario:
+        fraction = 0.3 if old_fraction == 0.5 else old_fraction  # 0.5 is the option's own default
+        manifest = make_scenario_split(dataset, scenario, fraction, seed=seed, validation=validation,
+                                       split=data_split)
+        by = SplitBy(SCENARIOS[scenario]["by"])
+    else:
+        manifest = make_split(dataset, old_fraction, by=by.value, seed=seed, validation=validation, split=data_split,
+                              order=order, singletons=singletons)
     write_json(out, manifest)
     old, new = manifest["old"], manifest["new"]
     key = "classes" if by is SplitBy.klass else "indices"

@@ -77,13 +77,49 @@ def select_classes(dataset: Dataset, labels: list[int], spec: str = "") -> Subse
     return dataset.subset(positions, [dataset.classes[label] for label in chosen], label_map)
 
 
+#: The MixBCT repository's four face scenarios (shared/reference/bct-family.md 2.2): the old model on the first
+#: 30% of the identities (class30) or on 30% of every identity's images (data30, single-image identities in both
+#: halves); the new model on the rest (open) or on everything (extended).
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "open-class": {"by": "class", "order": "first", "new": "rest"},
+    "open-data": {"by": "sample", "singletons": "both", "new": "rest"},
+    "extended-class": {"by": "class", "order": "first", "new": "all"},
+    "extended-data": {"by": "sample", "singletons": "both", "new": "all"},
+}
+
+
+def make_scenario_split(dataset: Dataset, scenario: str, old_fraction: float = 0.3, seed: int = 0,
+                        validation: float | None = None, split: str = "train") -> dict[str, Any]:
+    """A split manifest of one of :data:`SCENARIOS` (``old_fraction`` 0.3 as in the MixBCT repository).
+
+    Example:
+        >>> from compat_core.data import open_dataset
+        >>> make_scenario_split(open_dataset("digits", "train", 8), "open-class")["old"]
+        {'classes': [0, 1, 2]}
+    """
+    if scenario not in SCENARIOS:
+        raise CompatError(f"--scenario {scenario}: unknown. Known: {', '.join(SCENARIOS)}.")
+    settings = SCENARIOS[scenario]
+    manifest = make_split(dataset, old_fraction, by=settings["by"], seed=seed, validation=validation, split=split,
+                          order=settings.get("order", "random"), singletons=settings.get("singletons", "old"))
+    if settings["new"] == "all":
+        key = "classes" if settings["by"] == "class" else "indices"
+        everything = range(dataset.num_classes) if key == "classes" else dataset.base_indices
+        manifest["new"] = {key: sorted(int(i) for i in everything)}
+    manifest["scenario"] = scenario
+    return manifest
+
+
 def make_split(dataset: Dataset, old_fraction: float, by: str = "class", seed: int = 0,
-               validation: float | None = None, split: str = "train") -> dict[str, Any]:
+               validation: float | None = None, split: str = "train", order: str = "random",
+               singletons: str = "old") -> dict[str, Any]:
     """A seeded old/new split manifest of ``dataset``'s classes or samples.
 
-    By class, ``round(old_fraction * K)`` classes (at least 1, at most K-1) go to ``old``. By sample,
-    each class gives ``max(1, round(old_fraction * n_c))`` of its samples (base indices) to ``old``.
-    ``new`` is always the complement. The same seed gives the same manifest. With ``validation``,
+    By class, ``round(old_fraction * K)`` classes (at least 1, at most K-1) go to ``old``: drawn at random,
+    or with ``order="first"`` the lowest labels (the MixBCT repository's class30). By sample, each class
+    gives ``max(1, round(old_fraction * n_c))`` of its samples (base indices) to ``old``. ``new`` is the
+    complement, except that with ``singletons="both"`` a class of one sample has it in both halves (so
+    every identity exists on both sides, as the repository's data30/data70). The same seed gives the same manifest. With ``validation``,
     the manifest also holds a :func:`make_holdout` of ``dataset`` (the ``split`` it was opened as);
     old/new are computed exactly as without it, on the whole of ``dataset``.
 
@@ -95,10 +131,13 @@ def make_split(dataset: Dataset, old_fraction: float, by: str = "class", seed: i
     if not 0 < old_fraction < 1:
         raise CompatError(f"--old-fraction {old_fraction}: must lie strictly between 0 and 1, e.g. 0.5.")
     rng = np.random.default_rng(seed)
+    if order not in ("random", "first") or singletons not in ("old", "both"):
+        raise CompatError(f"--order {order} / --singletons {singletons}: use --order random|first and "
+                          f"--singletons old|both.")
     if by == "class":
-        old, new = _split_classes(dataset, old_fraction, rng)
+        old, new = _split_classes(dataset, old_fraction, rng, first=order == "first")
     elif by == "sample":
-        old, new = _split_samples(dataset, old_fraction, rng)
+        old, new = _split_samples(dataset, old_fraction, rng, singletons_in_both=singletons == "both")
     else:
         raise CompatError(f"--by {by}: unknown; use --by class or --by sample.")
     manifest = {"format": MANIFEST_FORMAT, "data": dataset.name, "by": by, "seed": seed,
@@ -273,24 +312,33 @@ def _select_indices(dataset: Dataset, indices: np.ndarray, spec: str, flag: str 
     return dataset.subset(np.flatnonzero(mask))
 
 
-def _split_classes(dataset: Dataset, fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
+def _split_classes(dataset: Dataset, fraction: float, rng: np.random.Generator, first: bool = False
+                   ) -> tuple[dict, dict]:
     count = dataset.num_classes
     if count < 2:
         raise CompatError(f"{dataset.name} has {count} class; a class split needs at least 2. "
                           f"Use --by sample instead.")
     n_old = min(count - 1, max(1, round(fraction * count)))
-    old = sorted(int(c) for c in rng.choice(count, size=n_old, replace=False))
+    chosen = range(n_old) if first else rng.choice(count, size=n_old, replace=False)
+    old = sorted(int(c) for c in chosen)
     new = sorted(set(range(count)) - set(old))
     return {"classes": old}, {"classes": new}
 
 
-def _split_samples(dataset: Dataset, fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
-    base, old = dataset.base_indices, []
-    for label in np.unique(dataset.labels):
-        members = base[dataset.labels == label]
+def _split_samples(dataset: Dataset, fraction: float, rng: np.random.Generator, singletons_in_both: bool = False
+                   ) -> tuple[dict, dict]:
+    base, labels = np.asarray(dataset.base_indices), np.asarray(dataset.labels)
+    old, shared = [], []
+    order = np.argsort(labels, kind="stable")  # one pass over the classes: fast at 93,000 identities
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    for members in np.split(base[order], bounds):
+        if not len(members):
+            continue
         n_old = max(1, round(fraction * len(members)))
         old.extend(int(i) for i in rng.choice(members, size=n_old, replace=False))
-    old_set = set(old)
+        if singletons_in_both and len(members) == 1:
+            shared.append(int(members[0]))
+    old_set = set(old) - set(shared)
     new = [int(i) for i in base if int(i) not in old_set]
     return {"indices": sorted(old)}, {"indices": sorted(new)}
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from compat_core.config import MethodConfig, TrainConfig, dump_resolved
@@ -156,6 +157,13 @@ class _Trainer:
 
         cfg = self.config
         data = parse_classes(cfg.classes, open_dataset(cfg.data, split=cfg.split, image_size=cfg.image_size))
+        counts = np.bincount(np.asarray(data.labels), minlength=len(data.classes))
+        empty = [data.classes[c] for c in np.flatnonzero(counts == 0)]
+        if empty:  # a class the head must learn without one image: its logit and prototypes mean nothing
+            raise CompatError(f"the training data ({cfg.data}, split {cfg.split}, classes {cfg.classes or 'all'}) has "
+                              f"no image of {len(empty)} of its {len(data.classes)} classes ({', '.join(empty[:5])}"
+                              f"{', ...' if len(empty) > 5 else ''}). Choose classes that have images in this split "
+                              f"(--classes), or remove the empty classes from the data.")
         if len(data) < self.dist.world_size:
             raise CompatError(f"the training data has {len(data)} images, fewer than the processes. Check --classes.")
         return data
