@@ -28,9 +28,33 @@ def root(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """compat: replace a deployed embedding or classification model without breaking what worked."""
 
 
+def _fold_help_cells() -> None:
+    """typer's rich help cuts an option name that does not fit its column with an ellipsis
+    (``--no-detector-sc…`` at 80 columns): fold such cells onto the next line instead, so every name in
+    ``--help`` stays whole in narrow terminals and logs."""
+    from rich.text import Text
+    from typer import rich_utils
+
+    if getattr(rich_utils.Table, "_compat_folds", False):
+        return
+
+    class FoldingTable(rich_utils.Table):
+        _compat_folds = True
+
+        def add_row(self, *renderables, **kwargs):
+            for cell in renderables:  # a name cell is a Text, a help cell a Columns of Texts
+                for text in [cell, *getattr(cell, "renderables", [])]:
+                    if isinstance(text, Text):
+                        text.overflow = "fold"
+            return super().add_row(*renderables, **kwargs)
+
+    rich_utils.Table = FoldingTable
+
+
 def build_app() -> typer.Typer:
     from compat_core.plugins import get_host
 
+    _fold_help_cells()
     from compat_cli.commands import data, env, evaluate, features, plugins, runs, study, train
 
     host = get_host()
