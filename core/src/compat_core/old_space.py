@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -121,12 +120,20 @@ def credible_mask(features: torch.Tensor | np.ndarray, labels: torch.Tensor | np
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     if column_normalize:
         x = x / np.maximum(np.linalg.norm(x, axis=0, keepdims=True), 1e-12)
+    if len(y) == 0:
+        return np.zeros(0, dtype=bool)
+    # vectorised over classes (one sort, no pass over the labels per class: 93,000 identities stay fast)
+    _, group = np.unique(y, return_inverse=True)
+    counts = np.bincount(group)
+    by_group = np.argsort(group, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    means = np.add.reduceat(x[by_group], starts, axis=0) / counts[:, None]
+    distance = np.linalg.norm(x - means[group], axis=1)
+    order = np.lexsort((np.arange(len(y)), distance, group))  # by class, then distance, then position
+    rank = np.arange(len(y)) - starts[group[order]]
     mask = np.zeros(len(y), dtype=bool)
-    for label in np.unique(y):
-        members = np.flatnonzero(y == label)
-        distance = np.linalg.norm(x[members] - x[members].mean(axis=0), axis=1)
-        kept = members[np.argsort(distance, kind="stable")[:math.ceil(keep * len(members))]]
-        mask[kept] = True
+    # ceil(keep * n_c), the product's float error aside (0.7 * 10 is 7.000000000000001, and 7 are kept)
+    mask[order[rank < np.ceil(keep * counts[group[order]] - 1e-9)]] = True
     return mask
 
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 _BYTES = 4  # float32
 _MAX_ITERATIONS = 2000
+_MAX_BATCH = 4096  # classes per batched solve: bounds the padded index tensors too
 
 
 def refined_prototypes(new: torch.Tensor, old: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
@@ -40,24 +41,27 @@ def refined_prototypes(new: torch.Tensor, old: torch.Tensor, labels: torch.Tenso
     new, old = F.normalize(new.float(), dim=1), F.normalize(old.float(), dim=1)
     labels = labels.to(new.device)
     prototypes = torch.zeros(num_classes, old.shape[1], device=old.device)
-    members = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
+    # samples grouped by class once (a sort), so 93,000 classes cost no 93,000 passes over the labels
+    order = torch.argsort(labels, stable=True)
+    new, old = new[order], old[order.to(old.device)]
+    counts = torch.bincount(labels, minlength=num_classes).cpu()
+    starts = counts.cumsum(0) - counts
     budget = memory_mb * 2**20
-    sizes = torch.tensor([len(m) for m in members])
     batch: list[int] = []
-    for c in sorted(range(num_classes), key=lambda c: int(sizes[c])):
-        n = int(sizes[c])
+    for c in torch.argsort(counts, stable=True).tolist():  # by size, so padded batches waste little
+        n = int(counts[c])
         if n == 0:
             continue
         if n * n * _BYTES * 3 > budget:  # alone too large: iterative, block by block
-            weights = _iterative_weights(new[members[c]], lam, tau, affinity, budget)
-            prototypes[c] = weights.to(old.device) @ old[members[c].to(old.device)]
+            rows = slice(int(starts[c]), int(starts[c]) + n)
+            prototypes[c] = _iterative_weights(new[rows], lam, tau, affinity, budget).to(old.device) @ old[rows]
             continue
-        if batch and (len(batch) + 1) * n * n * _BYTES * 3 > budget:
-            _solve_batch(batch, members, new, old, prototypes, lam, tau, affinity)
+        if batch and ((len(batch) + 1) * n * n * _BYTES * 3 > budget or len(batch) >= _MAX_BATCH):
+            _solve_batch(batch, starts, counts, new, old, prototypes, lam, tau, affinity)
             batch = []
         batch.append(c)
     if batch:
-        _solve_batch(batch, members, new, old, prototypes, lam, tau, affinity)
+        _solve_batch(batch, starts, counts, new, old, prototypes, lam, tau, affinity)
     return prototypes
 
 
@@ -79,20 +83,23 @@ def affinity_matrix(x: torch.Tensor, tau: float, affinity: str, valid: torch.Ten
     return s + torch.diag_embed(lonely.to(s.dtype))
 
 
-def _solve_batch(batch, members, new, old, prototypes, lam, tau, affinity) -> None:
-    n_max = max(len(members[c]) for c in batch)
-    x = new.new_zeros(len(batch), n_max, new.shape[1])
-    o = old.new_zeros(len(batch), n_max, old.shape[1])
-    valid = torch.zeros(len(batch), n_max, dtype=torch.bool, device=new.device)
-    for row, c in enumerate(batch):
-        n = len(members[c])
-        x[row, :n], o[row, :n], valid[row, :n] = new[members[c]], old[members[c].to(old.device)], True
+def _solve_batch(batch, starts, counts, new, old, prototypes, lam, tau, affinity) -> None:
+    """The classes ``batch`` (rows ``starts[c] ..`` of the class-sorted ``new`` / ``old``), padded to the
+    largest and solved together."""
+    classes = torch.tensor(batch)
+    sizes = counts[classes]
+    n_max = int(sizes.max())
+    slots = torch.arange(n_max)
+    valid = slots[None, :] < sizes[:, None]
+    rows = (starts[classes][:, None] + slots[None, :]).clamp(max=len(new) - 1)
+    x = new[rows.to(new.device)] * valid.to(new.device)[..., None]
+    o = old[rows.to(old.device)] * valid.to(old.device)[..., None]
+    valid = valid.to(new.device)
     s = affinity_matrix(x, tau, affinity, valid)
     system = torch.eye(n_max, device=x.device).expand_as(s) - lam * s  # padded rows: identity, so w = 0 there
-    counts = valid.sum(1, keepdim=True).to(x.dtype)
-    rhs = (1.0 - lam) * valid.to(x.dtype) / counts
+    rhs = (1.0 - lam) * valid.to(x.dtype) / sizes.to(x.device, x.dtype)[:, None]
     weights = torch.linalg.solve(system.transpose(-1, -2), rhs.unsqueeze(-1)).squeeze(-1)
-    prototypes[batch] = torch.einsum("bn,bnd->bd", weights.to(o.device), o)
+    prototypes[classes.to(prototypes.device)] = torch.einsum("bn,bnd->bd", weights.to(o.device), o)
 
 
 def _iterative_weights(x: torch.Tensor, lam: float, tau: float, affinity: str, budget: int) -> torch.Tensor:
