@@ -181,13 +181,7 @@ def check_writable(path: str | os.PathLike, flag: str) -> Path:
     parent = target.parent
     if not parent.is_dir():
         raise CompatError(f"{flag} {path}: the folder {parent} does not exist. Create it or write elsewhere.")
-    probe = parent / f".{target.name}.write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise CompatError(f"{flag} {path}: cannot write in {parent} ({exc.strerror}). Choose a folder you can "
-                          f"write.") from None
+    _probe(parent, target.name, flag, path)
     return target
 
 
@@ -208,12 +202,21 @@ def check_writable_folder(path: str | os.PathLike, flag: str) -> Path:
         raise CompatError(f"{flag} {path} is a file. Choose a folder path (it is created if needed).")
     if not existing.is_dir():
         raise CompatError(f"{flag} {path}: {existing} is a file, not a folder. Choose another path.")
-    probe = existing / f".{folder.name or 'folder'}.write-test"
+    _probe(existing, folder.name or "folder", flag, path)
+    return folder
+
+
+def _probe(folder: Path, name: str, flag: str, path) -> None:
+    """Create and remove an empty file in ``folder``; a CompatError naming ``flag path`` when that fails."""
+    import errno
+
+    from compat_core.errors import CompatError
+
+    probe = folder / f".{name}.write-test"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        reason = "read-only file system" if exc.errno == 30 else exc.strerror
-        raise CompatError(f"{flag} {path}: cannot write in {existing} ({reason}). Choose a folder you can "
+        reason = "read-only file system" if exc.errno == errno.EROFS else exc.strerror
+        raise CompatError(f"{flag} {path}: cannot write in {folder} ({reason}). Choose a folder you can "
                           f"write.") from None
-    return folder
