@@ -70,3 +70,18 @@ def test_the_cli_trains_with_a_preset_and_shows_it(tmp_path):
     unknown = compat("train", "baseline", "--preset", "nope", "--data", "digits", "--out", tmp_path / "x",
                      check=False)
     assert_user_error(unknown, "unknown preset 'nope'")
+
+
+def test_study_entries_take_presets_and_an_unknown_one_is_refused_before_training(tmp_path):
+    from cli_runner import assert_user_error, compat
+
+    study = tmp_path / "study.yaml"
+    text = ("name: preset-study\ndata: digits\ncommon: {preset: mixbct-face, backbone: test_iresnet, image_size: 32, "
+            "epochs: 1, batch_size: 32, amp: false, device: cpu}\nold: {classes: 0-4, set: {preset: PRESET}}\n"
+            "new: {}\nmethods:\n  independent: {method: baseline, reference: true, old_model: false}\n"
+            "  bct: {method: bct}\nseeds: {old: [1], new: [2]}\n")
+    study.write_text(text.replace("PRESET", "mixbct-face-old"))
+    assert "bct-o1-n2" in compat("study", "run", study, "--out", tmp_path / "a", "--dry-run").stdout
+    study.write_text(text.replace("PRESET", "nope"))
+    assert_user_error(compat("study", "run", study, "--out", tmp_path / "b", "--dry-run", check=False),
+                      "study run old-s1 (baseline): unknown preset 'nope'")
