@@ -101,7 +101,8 @@ def test_fault(case, tmp_path, inputs):
 
 def _method_rows() -> list[FaultCase]:
     extra = {"fct": ("--new", "{old}"), "fastfill": ("--new", "{old}"),  # methods that need more than --old
-             "elodi": ("--recipe", "ldi")}
+             "elodi": ("--recipe", "ldi"), "bt2": ("--new-prime", "{old}", "--add-dim", "4"),
+             "unibct": ("--refine-epochs", "0")}
     rows = []
     for entry in get_host().methods:
         needs_old = entry.name != "baseline"

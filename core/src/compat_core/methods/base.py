@@ -61,9 +61,11 @@ class MethodContext:
                               f"(got {len(self.old_models)}). Pass --old RUN_DIR.")
         return self.old_models[0]
 
-    def build_model(self, **overrides: Any):
-        """The new :class:`EmbeddingModel` from the common flags (seeded, on the device)."""
-        from compat_core.models.embedding import EmbeddingModel, ModelSpec
+    def model_spec(self, **overrides: Any):
+        """The :class:`ModelSpec` of the new model from the common flags (classes of the training data, the
+        method's name, the old models, what it trains on); ``overrides`` set fields (``dim_policy``, ``extra``,
+        ``embedding_dim``). For a method whose deployed model is not a plain ``EmbeddingModel``."""
+        from compat_core.models.embedding import ModelSpec
 
         cfg = self.config
         spec = ModelSpec.from_options(
@@ -78,7 +80,14 @@ class MethodContext:
                 spec.input[key] = list(preferred[key])
         for key, value in overrides.items():
             setattr(spec, key, value)
-        return EmbeddingModel(spec, backbone_weights=cfg.backbone_weights).to(self.device)
+        return spec
+
+    def build_model(self, **overrides: Any):
+        """The new :class:`EmbeddingModel` from the common flags (seeded, on the device)."""
+        from compat_core.models.embedding import EmbeddingModel
+
+        return EmbeddingModel(self.model_spec(**overrides), backbone_weights=self.config.backbone_weights).to(
+            self.device)
 
 
 class Method(nn.Module):
