@@ -32,7 +32,7 @@ from compat_unibct.refine import refined_prototypes
 
 
 class UniBCT(Method):
-    """Universal BCT (Zhang et al., AAAI 2022) on compat's engine."""
+    """Universal BCT (Zhang et al., IJCAI 2022) on compat's engine."""
 
     config_class = UniBCTConfig
     synced_buffers = ("prototypes", "refinements")
