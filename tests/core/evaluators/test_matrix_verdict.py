@@ -37,3 +37,25 @@ def test_gain_is_undefined_when_the_new_model_is_worse_than_the_old():
     values = {("a", "a"): (0.874, 0.85), ("a", "b"): (0.1, 0.1), ("b", "a"): (0.1, 0.1), ("b", "b"): (0.870, 0.81)}
     (verdict,) = compatibility(["a", "b"], rows(values))
     assert verdict["top1"]["gain"] is None and verdict["mAP"]["gain"] is None
+
+
+@pytest.mark.slow
+def test_a_chain_of_three_runs_reports_ac_am_and_draws_the_heatmap(tmp_path):
+    import json
+
+    from cli_runner import compat
+
+    common = ["--data", "digits", "--backbone", "test_resnet", "--image-size", "8", "--embedding-dim", "8",
+              "--epochs", "1", "--device", "cpu"]
+    compat("train", "baseline", *common, "--classes", "0-3", "--out", tmp_path / "v1")
+    compat("train", "bct", *common, "--classes", "0-6", "--old", tmp_path / "v1", "--out", tmp_path / "v2")
+    compat("train", "bct", *common, "--old", tmp_path / "v2", "--out", tmp_path / "v3")
+    out = compat("eval", "matrix", tmp_path / "v1", tmp_path / "v2", tmp_path / "v3", "--data", "digits",
+                 "--json", tmp_path / "m.json", "--plot", tmp_path / "m.png").stdout
+    assert "chain of 3 models" in out.replace("\n", " ")
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["chain"]["order"] == [str(tmp_path / f"v{i}") for i in (1, 2, 3)]
+    assert set(result["chain"]["AC"]) == {"top1", "mAP"} and 0 <= result["chain"]["AC"]["top1"] <= 1
+    pairs = {(v["new_label"], v["old_label"]) for v in result["compatibility"]}
+    assert pairs == {("v2", "v1"), ("v3", "v1"), ("v3", "v2")}  # every later/earlier pair, not only vs the first
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"

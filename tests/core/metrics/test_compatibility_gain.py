@@ -59,3 +59,19 @@ def test_matrix_gain_with_reference_uses_the_reference_self_retrieval():
 
 def test_docstring_examples_hold():
     assert doctest.testmod(module).failed == 0
+
+
+def test_chain_metrics_of_four_generations_by_hand():
+    """T = 4: AC over the 6 (later, earlier) pairs, AM over the 10 lower-triangle entries."""
+    from compat_core.metrics.compatibility import chain_metrics
+
+    m = [[0.40, None, None, None],
+         [0.45, 0.60, None, None],   # 1 vs 0: 0.45 > 0.40 held
+         [0.38, 0.61, 0.70, None],   # 2 vs 0: no; 2 vs 1: 0.61 > 0.60 held
+         [0.40, 0.65, 0.72, 0.80]]   # 3 vs 0: 0.40 = 0.40, not held (strict); 3 vs 1 held; 3 vs 2 held
+    runs = ["v1", "v2", "v3", "v4"]
+    score = {(runs[i], runs[j]): m[i][j] for i in range(4) for j in range(i + 1)}
+    chain = chain_metrics(runs, score)
+    assert chain["AC"] == pytest.approx(4 / 6)
+    assert chain["AM"] == pytest.approx(sum(v for row in m for v in row if v is not None) / 10)
+    assert chain_metrics(["only"], {("only", "only"): 0.5}) == {"AC": None, "AM": None}

@@ -30,6 +30,8 @@ class MatrixOptions(SourceOptions):
     labels: list[str] | None = Field(
         None, description="Name of each run in the tables and JSON, once per run in order (repeat --label); "
                           "default: the basename of each run.", json_schema_extra={"aliases": ["--label"]})
+    plot: str | None = Field(None, description="Also draw the query x gallery top-1 and mAP matrices as heatmaps "
+                             "into this PNG (needs matplotlib: the plot extra).")
 
 
 def run_matrix(options: MatrixOptions) -> dict:
@@ -37,6 +39,10 @@ def run_matrix(options: MatrixOptions) -> dict:
     from compat_core.features import features_of
 
     names = _names(options)
+    if options.plot:
+        from compat_core.io import check_writable
+
+        check_writable(options.plot, "--plot")
     device = str(resolve_device(options.device))
     feats = {source: features_of(source, data=options.data, split=options.split, batch_size=options.batch_size,
                                  device=device) for source in names}  # each run (and the reference) once
@@ -49,8 +55,53 @@ def run_matrix(options: MatrixOptions) -> dict:
         reference = {"run": options.reference, "label": names[options.reference],
                      **{k: row[k] for k in (*ROW_METRICS, "leave_one_out")}}
     labels = {run: names[run] for run in options.runs}
-    return {"results": results, "compatibility": compatibility(options.runs, results, labels, reference),
-            "reference": reference, "metric": options.metric, "split": options.split}
+    result = {"results": results, "compatibility": compatibility(options.runs, results, labels, reference),
+              "chain": chain(options.runs, results), "reference": reference, "metric": options.metric,
+              "split": options.split}
+    if options.plot:
+        heatmap(result, labels, options.plot)
+    return result
+
+
+def chain(runs: list[str], results: list[dict]) -> dict:
+    """AC and AM (:func:`~compat_core.metrics.compatibility.chain_metrics`) for top-1 and mAP, runs oldest first."""
+    from compat_core.metrics.compatibility import chain_metrics
+
+    per_metric = {m: chain_metrics(runs, {(r["query"], r["gallery"]): r[m] for r in results})
+                  for m in CRITERION_METRICS}
+    return {"AC": {m: per_metric[m]["AC"] for m in CRITERION_METRICS},
+            "AM": {m: per_metric[m]["AM"] for m in CRITERION_METRICS}, "order": list(runs)}
+
+
+def heatmap(result: dict, labels: dict[str, str], path: str) -> None:
+    """The query x gallery matrices (top-1 and mAP, percent) as annotated heatmaps, oldest first."""
+    from compat_core.study.render import pyplot
+
+    plt = pyplot()
+    runs = result["chain"]["order"]
+    score = {(r["query"], r["gallery"]): r for r in result["results"]}
+    size = max(4.0, 1.1 * len(runs) + 2)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size, size))
+    for ax, metric in zip(axes, CRITERION_METRICS, strict=True):
+        values = [[100 * score[q, g][metric] for g in runs] for q in runs]
+        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=100)
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="white" if value < 60 else "black")
+        names = [labels[r] for r in runs]
+        ax.set_xticks(range(len(runs)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(runs)), names)
+        ax.set_xlabel("gallery model")
+        ax.set_ylabel("query model")
+        chain_values = result["chain"]
+        ax.set_title(f"{metric.replace('top1', 'top-1')} (%): AC {chain_values['AC'][metric]:.2f}, "
+                     f"AM {100 * chain_values['AM'][metric]:.1f}")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    from compat_core.io import write_atomic
+
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
 
 
 def _names(options: MatrixOptions) -> dict[str, str]:
@@ -138,6 +189,13 @@ def render_matrix(console, result: dict) -> None:
     if any("by_group" in row for row in result["results"]):
         console.print(_groups_table(result))
     console.print(_verdict_table(result))
+    chain_values = result.get("chain")
+    if chain_values and len(chain_values["order"]) > 2:
+        console.print(f"chain of {len(chain_values['order'])} models, oldest first: average compatibility AC "
+                      f"top-1 {chain_values['AC']['top1']:.2f}, mAP {chain_values['AC']['mAP']:.2f} (share of later/"
+                      f"earlier pairs holding the criterion); average multi-model accuracy AM top-1 "
+                      f"{_percent(chain_values['AM']['top1'])}, mAP {_percent(chain_values['AM']['mAP'])} (percent)",
+                      highlight=False)
 
 
 def _table(title: str, caption: str | None = None):

@@ -71,3 +71,33 @@ def criterion_held(new_old: float, old_old: float) -> bool:
         (True, False)
     """
     return bool(new_old > old_old)
+
+
+def chain_metrics(runs: list[str], score: dict[tuple[str, str], float]) -> dict[str, float | None]:
+    """Average Compatibility and Average Multi-model Accuracy of a chain of T models, oldest first.
+
+    With ``M(i, j)`` the metric of model i's queries against model j's gallery (as in Biondi et al.,
+    "CoReS: Compatible Representations via Stationarity", TPAMI 2023, and the IAM-CL2R line):
+
+    * AC = (2 / (T (T - 1))) * sum over later i > earlier j of 1[M(i, j) > M(j, j)], the share of
+      (later, earlier) pairs that hold the BCT criterion;
+    * AM = (2 / (T (T + 1))) * sum over j <= i of M(i, j), the mean over the lower triangle, diagonal included.
+
+    Args:
+        runs: the models, oldest first.
+        score: ``M`` by (query run, gallery run).
+
+    Example:
+        >>> m = {("a", "a"): 0.5, ("b", "a"): 0.6, ("b", "b"): 0.8, ("c", "a"): 0.4, ("c", "b"): 0.9,
+        ...      ("c", "c"): 0.9}
+        >>> chain = chain_metrics(["a", "b", "c"], m)
+        >>> round(chain["AC"], 4), round(chain["AM"], 4)  # 2 of 3 pairs hold; (0.5+0.6+0.8+0.4+0.9+0.9) / 6
+        (0.6667, 0.6833)
+    """
+    count = len(runs)
+    if count < 2:
+        return {"AC": None, "AM": None}
+    held = sum(criterion_held(score[later, earlier], score[earlier, earlier])
+               for i, later in enumerate(runs) for earlier in runs[:i])
+    total = sum(score[later, earlier] for i, later in enumerate(runs) for earlier in runs[:i + 1])
+    return {"AC": held / (count * (count - 1) / 2), "AM": total / (count * (count + 1) / 2)}

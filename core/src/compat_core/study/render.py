@@ -111,9 +111,8 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def plot(report: dict[str, Any], path: str | Path) -> Path:
-    """Each method in the (new/new mAP, new/old mAP) plane with its seed spread as error bars; old/old
-    and the reference's new/new as lines: the trade-off between compatibility and the new model's quality."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display), or an error that says how to install it."""
     from compat_core.errors import CompatError
 
     try:
@@ -123,7 +122,13 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise CompatError("--plot needs matplotlib. Install it with `pip install 'compat-core[plot]'`.") from None
+    return plt
 
+
+def plot(report: dict[str, Any], path: str | Path) -> Path:
+    """Each method in the (new/new mAP, new/old mAP) plane with its seed spread as error bars; old/old
+    and the reference's new/new as lines: the trade-off between compatibility and the new model's quality."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     if report.get("task") == "classification":
         from compat_core.study.classification import plot_axes
