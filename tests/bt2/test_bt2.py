@@ -101,7 +101,7 @@ def test_cli_trains_and_the_matrix_compares_on_the_old_dimensions(runs, tmp_path
     history = json.loads((tmp_path / "bt2" / "history.jsonl").read_text().splitlines()[0])
     assert set(history["loss"]) == {"total", "ce", "influence", "old_cos", "new_cos"}
     matrix = tmp_path / "m.json"
-    compat("eval", "matrix", tmp_path / "bt2", old, "--data", "digits", "--json", matrix)
+    compat("eval", "matrix", old, tmp_path / "bt2", "--data", "digits", "--json", matrix)
     assert json.loads(matrix.read_text())
 
 

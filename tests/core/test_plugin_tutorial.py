@@ -37,7 +37,7 @@ def test_the_tutorial_plugin_installs_trains_evaluates_and_passes_its_tests(tmp_
     trained = run("-m", "compat_cli.main", "train", "protopull", *common, "--old", tmp_path / "old", "--pull-weight",
                   "2", "--out", tmp_path / "new", env=env)
     assert "class prototypes from the old model" in trained.stdout + trained.stderr
-    matrix = run("-m", "compat_cli.main", "eval", "matrix", tmp_path / "new", tmp_path / "old", "--data", "digits",
+    matrix = run("-m", "compat_cli.main", "eval", "matrix", tmp_path / "old", tmp_path / "new", "--data", "digits",
                  env=env)
     assert "new/old" in matrix.stdout
     run("-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", source, source / "tests", env=env, cwd=source)

@@ -38,7 +38,7 @@ def test_cli_trains_logs_the_queue_and_evaluates(old, tmp_path):
     assert 0 < history[0]["scalars"]["queue_fill"] <= 1 and history[1]["scalars"]["queue_fill"] == 1.0
     state = torch.load(tmp_path / "new" / "checkpoint" / "state.pt", weights_only=True)["method"]
     assert state["queue.slot_old"].shape == (256, 16) and int(state["queue.filled"]) == 256
-    proc = compat("eval", "matrix", tmp_path / "new", old, "--data", "digits", "--json", tmp_path / "m.json")
+    proc = compat("eval", "matrix", old, tmp_path / "new", "--data", "digits", "--json", tmp_path / "m.json")
     assert "new" in proc.stdout
 
 

@@ -38,7 +38,7 @@ def test_cli_warms_up_refines_twice_and_evaluates(old, tmp_path):
     state = torch.load(tmp_path / "new" / "checkpoint" / "state.pt", weights_only=True)["method"]
     assert int(state["refinements"]) == 2 and state["prototypes"].shape == (10, 16)
     assert torch.count_nonzero(state["prototypes"]).item() > 0
-    compat("eval", "matrix", tmp_path / "new", old, "--data", "digits")
+    compat("eval", "matrix", old, tmp_path / "new", "--data", "digits")
 
 
 def test_bad_input(old, tmp_path):

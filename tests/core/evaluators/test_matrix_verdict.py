@@ -59,3 +59,15 @@ def test_a_chain_of_three_runs_reports_ac_am_and_draws_the_heatmap(tmp_path):
     pairs = {(v["new_label"], v["old_label"]) for v in result["compatibility"]}
     assert pairs == {("v2", "v1"), ("v3", "v1"), ("v3", "v2")}  # every later/earlier pair, not only vs the first
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_runs_out_of_generation_order_are_refused(tmp_path):
+    from cli_runner import assert_user_error, compat
+
+    common = ["--data", "digits", "--backbone", "test_resnet", "--image-size", "8", "--embedding-dim", "8",
+              "--epochs", "1", "--device", "cpu"]
+    compat("train", "baseline", *common, "--classes", "0-4", "--out", tmp_path / "old")
+    compat("train", "bct", *common, "--old", tmp_path / "old", "--out", tmp_path / "new")
+    wrong = compat("eval", "matrix", tmp_path / "new", tmp_path / "old", "--data", "digits", check=False)
+    assert_user_error(wrong, "not in generation order", "was trained against")

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from compat_core.evaluators.retrieval import SourceOptions
@@ -122,8 +124,29 @@ def _names(options: MatrixOptions) -> dict[str, str]:
             raise CompatError(f"--label was given {len(options.labels)} times for {len(runs)} runs: pass one "
                               f"--label per run, in the order of the runs.")
         explicit = dict(zip(runs, options.labels, strict=True))
+    check_generation_order(runs)
     sources = list(dict.fromkeys([*runs, *([options.reference] if options.reference else [])]))
     return dict(zip(sources, run_labels(sources, explicit), strict=True))
+
+
+def check_generation_order(runs: list[str]) -> None:
+    """Refuse runs that are not oldest first: a run trained against another (its ``old_model`` in
+    ``model.json``) must come after it, or AC, AM and every criterion would compare the wrong way round."""
+    from compat_core.errors import CompatError
+    from compat_core.models.run import is_run_dir, read_run_json
+
+    position = {str(Path(run).resolve()): i for i, run in enumerate(runs) if is_run_dir(run)}
+    for i, run in enumerate(runs):
+        if not is_run_dir(run):
+            continue
+        olds = read_run_json(run).get("old_model") or []
+        for old in [olds] if isinstance(olds, str) else olds:
+            j = position.get(str(Path(old).resolve()))
+            if j is not None and j > i:
+                order = " ".join(runs[:i] + [runs[j]] + [r for k, r in enumerate(runs[i:], i) if k != j])
+                raise CompatError(f"the runs are not in generation order: {run} was trained against {runs[j]} "
+                                  f"(its old model), yet comes before it. Pass them oldest first, e.g. "
+                                  f"`compat eval matrix {order} ...`.")
 
 
 def _pair(feats: dict, names: dict, query: str, gallery: str, options: MatrixOptions) -> dict:
