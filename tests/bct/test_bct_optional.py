@@ -29,3 +29,4 @@ def test_core_keeps_working_without_bct(tmp_path):
                   env_extra=env)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "run" / "model.safetensors").is_file()
+

@@ -62,6 +62,11 @@ class BCTConfig(OldEmbeddingOptions):
         True, description="Score the new embedding with cosine logits influence_scale * cos(f, w) whatever the old "
         "head (OpenBCT's 'normed classifier'). --no-normalized-classifier follows the old head: "
         "linear -> W f + b, normface/cosface/arcface -> s * cos(f, w) with the old head's scale and no margin.")
+    normalize_rows: bool = Field(
+        True, description="With normalized_classifier: normalise the old classifier's rows too (cosine logits). "
+        "--no-normalize-rows scores influence_scale * n(f) . w with the rows as they are, BT^2's BCT baseline "
+        "(with --no-fit-synthesized, --influence-scale 1, --influence-weight 10, label smoothing 0.1: the "
+        "preset bt2-bct-baseline).")
     influence_scale: InfluenceScale = Field(
         "auto", description="Scale s of the cosine logits of normalized_classifier. auto: s = 4 + ln((C - 1) / 9) "
         "for the old classifier's C rows after synthesis, which keeps the best reachable target probability "

@@ -11,15 +11,17 @@ import torch
 import torch.nn.functional as F
 
 
-def influence_loss(old_logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """BCT influence loss: softmax CE of the old classifier's logits on the new embedding.
+def influence_loss(old_logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+                   ) -> dict[str, torch.Tensor]:
+    """BCT influence loss: softmax CE of the old classifier's logits on the new embedding (with the run's label
+    smoothing, which BT^2's baseline applies to both of its CE terms).
 
     Example:
         >>> terms = influence_loss(torch.zeros(1, 4), torch.tensor([2]))
         >>> round(terms["influence"].item(), 4)  # log(4)
         1.3863
     """
-    loss = F.cross_entropy(old_logits.float(), targets)
+    loss = F.cross_entropy(old_logits.float(), targets, label_smoothing=label_smoothing)
     return {"total": loss, "influence": loss}
 
 

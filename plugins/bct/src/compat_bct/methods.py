@@ -109,7 +109,8 @@ class BCT(_AgainstOld):
             old = self.old_embeddings(batch.images, batch.indices)
             influence = lwf_influence_loss(logits, self.old_classifier(old))["influence"]
         else:
-            influence = influence_loss(logits, self.old_classifier.targets(batch.targets))["influence"]
+            influence = influence_loss(logits, self.old_classifier.targets(batch.targets),
+                                       self.ctx.config.label_smoothing)["influence"]
         return self.combine(ce, "influence", influence, self.config.influence_weight)
 
 

@@ -51,8 +51,8 @@ class OldClassifier(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, target_rows: torch.Tensor,
                  synthesized: torch.Tensor, kind: str = "linear", scale: float = 1.0):
         super().__init__()
-        if kind not in ("linear", "cosine"):
-            raise ValueError(f"kind must be linear or cosine, not {kind!r}")
+        if kind not in ("linear", "cosine", "feature-normalized"):
+            raise ValueError(f"kind must be linear, cosine or feature-normalized, not {kind!r}")
         self.register_buffer("weight", weight.detach().float().clone())
         self.register_buffer("bias", bias.detach().float().clone())
         self.register_buffer("target_rows", target_rows.long().clone())
@@ -174,6 +174,13 @@ def scoring(config, old_head: dict, num_rows: int) -> tuple[str, float]:
     """How the influence loss scores an embedding: ``("linear", 1)`` or ``("cosine", scale)``, with
     ``--influence-scale auto`` resolved for the old classifier's ``num_rows`` rows."""
     head_type = old_head.get("type", "linear")
+    if config.normalized_classifier and not getattr(config, "normalize_rows", True):
+        if config.fit_synthesized:
+            from compat_core.errors import CompatError
+
+            raise CompatError("`compat train bct`: --no-normalize-rows (BT^2's baseline: n(f) . w with the class "
+                              "means as they are) cannot be combined with the row fit. Add --no-fit-synthesized.")
+        return "feature-normalized", resolve_scale(config.influence_scale, num_rows)
     if config.normalized_classifier:
         return "cosine", resolve_scale(config.influence_scale, num_rows)
     if head_type == "linear":
@@ -240,7 +247,7 @@ def influence_logits(clf: OldClassifier, config) -> dict:
         {'kind': 'cosine', 'scale': 1.0, 'scale_option': 'adacos', 'rows': 2}
     """
     option = config.influence_scale if config.normalized_classifier else "old head"
-    return {"kind": clf.kind, "scale": round(clf.scale, 6) if clf.kind == "cosine" else None,
+    return {"kind": clf.kind, "scale": round(clf.scale, 6) if clf.kind != "linear" else None,
             "scale_option": option, "rows": len(clf.weight)}
 
 
@@ -251,6 +258,9 @@ def describe_logits(logits: dict) -> str:
         >>> print(describe_logits({"kind": "cosine", "scale": 4.0, "scale_option": 4.0, "rows": 10}))
         influence logits: 4 * cos(f, w) over the old classifier's 10 rows (--influence-scale 4; auto would give 4).
     """
+    if logits["kind"] == "feature-normalized":
+        return (f"influence logits: {logits['scale']:g} * n(f) . w over the old classifier's {logits['rows']} rows, "
+                f"the rows not normalised (BT^2's BCT baseline).")
     if logits["kind"] != "cosine":
         return f"influence logits: W f + b of the old classifier's {logits['rows']} rows (linear, like the old head)."
     option = logits["scale_option"]

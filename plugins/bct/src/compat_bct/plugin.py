@@ -34,3 +34,10 @@ def compat_register_losses(register):
              summary="Triplet: new anchor, old positive, hardest old negative of another class in the batch.")
     register("supcon_new_to_old", factory=f"{_LOSSES}:supcon_factory",
              summary="Supervised contrastive loss from new to old embeddings (temperature tau).")
+
+
+@hookimpl
+def compat_register_presets(register):
+    register("bt2-bct-baseline", path="compat_bct:presets/bt2-bct-baseline.yaml",
+             summary="BT^2's BCT baseline for `compat train bct`: n(f) . W with unnormalised old class means, "
+                     "alpha 10, label smoothing 0.1")

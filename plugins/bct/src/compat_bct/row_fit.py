@@ -60,9 +60,12 @@ def sample_hits(features: torch.Tensor, targets: torch.Tensor, weight: torch.Ten
 
 
 def score(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
-    """Logits of the old classifier: ``scale * cos(f, w)`` (``kind="cosine"``) or ``W f + b``."""
+    """Logits of the old classifier: ``scale * cos(f, w)`` (``kind="cosine"``), ``scale * n(f) . w`` with the rows
+    as they are (``kind="feature-normalized"``, BT^2's BCT baseline) or ``W f + b``."""
     if kind == "cosine":
         return scale * F.linear(F.normalize(features, dim=1), F.normalize(weight, dim=1))
+    if kind == "feature-normalized":
+        return scale * F.linear(F.normalize(features, dim=1), weight)
     return F.linear(features, weight, bias)
 
 
