@@ -65,9 +65,16 @@ def plan_runs(spec: StudySpec, study_dir: str | Path, only: list[str] | None = N
     """
     train_split = split_spec(study_dir, "train")
     base = {"data": spec.data, "split": train_split, **spec.common}
+    first = spec.chain.generations[0] if spec.chain else None
+    old_classes = first.classes if first else spec.old.classes
+    old_set = {**(first.set if first else {}), **spec.old.set}
     runs = [PlannedRun(old_run(s), "old", spec.old.method, s, None, None, {
-        **base, "classes": spec.old.classes, **spec.old.set, "seed": s,
+        **base, "classes": old_classes, **old_set, "seed": s,
         "out": str(Path(study_dir) / "runs" / old_run(s))}) for s in spec.seeds.old]
+    if spec.chain:
+        from compat_core.study.chain import plan_chain_runs
+
+        return runs + plan_chain_runs(spec, study_dir, base, only)
     entries = [spec.reference] + [n for n in spec.methods if n != spec.reference]
     for name in entries:
         if only and name not in only and name != spec.reference:
@@ -102,6 +109,10 @@ def plan_pairs(spec: StudySpec, runs: list[PlannedRun]) -> list[Pair]:
     ``Pair(new run, old run)``; the old model's accuracy comes with every such pair.
     """
     planned = {run.name for run in runs}
+    if spec.chain:
+        from compat_core.study.chain import plan_chain_pairs
+
+        return plan_chain_pairs(spec, planned)
     pairs: dict[Pair, None] = {}
     if spec.evaluation.task == "classification":
         for split in spec.evaluation.splits:

@@ -20,6 +20,10 @@ def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         from compat_core.study.classification import tables as classification_tables
 
         return classification_tables(report)
+    if report.get("task") == "chain":
+        from compat_core.study.chain import chain_tables
+
+        return chain_tables(report)
     methods = report["methods"]
     n_all = report["n_pairs"]
     out = []
@@ -86,6 +90,8 @@ def print_report(console, report: dict[str, Any]) -> None:
 
 
 def _task(report: dict) -> str:
+    if report.get("task") == "chain":
+        return f"a chain of {report['generations']} generations, {report['metric']} retrieval"
     if report.get("task") == "classification":
         return "classification (each new classifier against its old one)"
     return f"{report['metric']} retrieval"
@@ -134,6 +140,16 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
         from compat_core.study.classification import plot_axes
 
         plot_axes(ax, report)
+        _save(fig, ax, path)
+        return Path(path)
+    if report.get("task") == "chain":
+        for name, s in report["methods"].items():
+            x, y = s["AC"]["top1"], s["AM"]["top1"]
+            ax.errorbar(x["mean"], 100 * y["mean"], xerr=x["std"], yerr=100 * y["std"], fmt="o", capsize=3,
+                        label=f"{name} (n={s['n']})")
+        ax.set_xlabel("average compatibility AC (top-1)")
+        ax.set_ylabel("average multi-model accuracy AM (top-1, %)")
+        ax.set_title(f"{report['study']} [{report['split']}]: {report['generations']} generations")
         _save(fig, ax, path)
         return Path(path)
     for name, s in report["methods"].items():

@@ -43,6 +43,14 @@ def build_report(study_dir: str | Path, split: str = "test", compare_to: str | N
         raise CompatError(f"--compare-to {comparison}: not a method of study {spec.name} "
                           f"({', '.join(spec.methods)}).")
     results = _load_results(study_dir, split)
+    if spec.chain:
+        from compat_core.study.chain import chain_report
+
+        methods, missing = chain_report(spec, results)
+        return {"study": spec.name, "task": "chain", "split": split, "data": spec.data,
+                "metric": spec.evaluation.metric, "reference": spec.reference, "comparison": None,
+                "generations": len(spec.chain.generations), "n_pairs": len(spec.seeds.old) * len(spec.seeds.new),
+                "seeds": {"old": spec.seeds.old, "new": spec.seeds.new}, "methods": methods, "missing": missing}
     task = spec.evaluation.task
     per_pair, summarise, versus = ((_per_pair, _summary, _versus) if task == "retrieval" else
                                    (classification.per_pair, classification.summary, classification.versus))

@@ -77,6 +77,17 @@ class Evaluation(_Strict):
     metric: Literal["cosine", "l2"] = Field("cosine", description="Retrieval distance (retrieval only).")
 
 
+class Generation(_Strict):
+    classes: str | None = Field(None, description="Classes this generation trains on (a --classes spec).")
+    set: dict[str, Any] = Field(default_factory=dict, description="Options of this generation (e.g. its backbone).")
+
+
+class Chain(_Strict):
+    """Model generations trained one after the other (compat_core.study.chain); generation 1 is the old model."""
+
+    generations: list[Generation] = Field(..., min_length=2)
+
+
 class StudySpec(_Strict):
     name: str
     data: str
@@ -88,6 +99,7 @@ class StudySpec(_Strict):
     seeds: Seeds
     compare_to: str | None = None
     evaluation: Evaluation = Field(default_factory=Evaluation)
+    chain: Chain | None = None
 
     @property
     def reference(self) -> str:
@@ -111,6 +123,8 @@ class StudySpec(_Strict):
         seeds, evaluation), not the method entries, so methods can be added to a study later. Each run's
         own options are checked against its ``config.yaml`` instead."""
         protocol = self.model_dump(mode="json", exclude={"methods", "compare_to"})
+        if protocol.get("chain") is None:  # studies written before chains existed keep their hash
+            protocol.pop("chain", None)
         if protocol["evaluation"]["task"] == "retrieval":  # studies written before `task` existed keep their hash
             del protocol["evaluation"]["task"]
         text = json.dumps(protocol, sort_keys=True)
@@ -199,6 +213,15 @@ def check_study(path: Path, spec: StudySpec, installed: list[str] | None) -> Non
                           f"model is not an independent draw); use e.g. odd old seeds and even new seeds.")
     if len(set(spec.seeds.old)) != len(spec.seeds.old) or len(set(spec.seeds.new)) != len(spec.seeds.new):
         raise CompatError(f"{where}: a seed is listed twice in seeds.old or seeds.new. List each seed once.")
+    if spec.chain is not None:
+        first = spec.chain.generations[0].classes
+        if spec.evaluation.task != "retrieval":
+            raise CompatError(f"{where}: a chain study evaluates retrieval between generations; remove "
+                              f"`evaluation.task: {spec.evaluation.task}` or the `chain` section.")
+        if spec.old.classes is not None and spec.old.classes != first:
+            raise CompatError(f"{where}: the chain's generation 1 is the old model, so old.classes "
+                              f"({spec.old.classes}) and chain.generations[0].classes ({first}) must agree. Give "
+                              f"the classes once, in the chain.")
     if not 0 < spec.validation.fraction <= 0.5:
         raise CompatError(f"{where}: validation.fraction {spec.validation.fraction} must lie in (0, 0.5]: the "
                           f"share of the training split held out to choose on, e.g. 0.1.")
