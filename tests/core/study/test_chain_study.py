@@ -88,3 +88,13 @@ def test_a_chain_study_killed_part_way_resumes_and_reports_ac_and_am(study, tmp_
     assert "chain of 3 generations" in text.replace("\n", " ")
     wrong = compat("study", "report", out, "--split", "nope", check=False)
     assert_user_error(wrong, "--split nope")
+
+
+@pytest.mark.parametrize("path", sorted((__import__("pathlib").Path(__file__).parents[3] / "studies").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_committed_study_file_loads_and_plans(path, tmp_path):
+    from compat_core.plugins import get_host
+
+    spec = load_study(path, installed_methods=get_host().methods.names())
+    runs = plan_runs(spec, tmp_path)
+    assert runs and plan_pairs(spec, runs)
