@@ -57,6 +57,10 @@ def test_features_info_tells_whether_the_model_changed(runs, tmp_path):
     arrays["model"] = np.array(str(other))
     np.savez(tmp_path / "g.npz", **arrays)
     assert "CHANGED since extraction" in compat("features", "info", tmp_path / "g.npz").stdout
+    stale = compat("eval", "retrieval", "--query", tmp_path / "g.npz", "--gallery", path, check=False)
+    assert_user_error(stale, "the vectors are stale", "fingerprint")
+    twice = compat("eval", "matrix", runs / "old", path, "--data", "digits", check=False)
+    assert_user_error(twice, "hold vectors of the same model")
 
 
 def test_bad_input(tmp_path):

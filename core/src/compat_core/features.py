@@ -31,6 +31,7 @@ class FeatureSet:
     logit_classes: list[str] = field(default_factory=list)  # the class of each logit column (the model's)
     dim_policy: str = ""  # how the model meets an old model of another dimension: truncate | zero-pad
     model_classes: list[str] = field(default_factory=list)  # the classes the model was trained on
+    fingerprint: str = ""  # content fingerprint of the model that made the features (compat_core.provenance)
 
     def same_images_as(self, other: FeatureSet) -> bool:
         """True when both sets embed the same images in the same order (leave-one-out applies)."""
@@ -72,7 +73,14 @@ def extract(model, dataset, *, batch_size: int = 256, device: str = "cpu", with_
         logits=torch.cat(logits).numpy() if logits else None,
         logit_classes=[str(c) for c in model.spec.classes] if logits else [],
         dim_policy=str(model.spec.dim_policy or ""),
-        model_classes=[str(c) for c in model.spec.classes or []])
+        model_classes=[str(c) for c in model.spec.classes or []], fingerprint=_fingerprint_of(model_ref))
+
+
+def _fingerprint_of(model_ref: str) -> str:
+    from compat_core.models.run import is_run_dir
+    from compat_core.provenance import fingerprint
+
+    return fingerprint(model_ref) if model_ref and is_run_dir(model_ref) else ""
 
 
 def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | None = None, *,
@@ -82,7 +90,8 @@ def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | Non
     readers convert to float32)."""
     arrays = {"features": feats.features.astype(np.float16 if fp16 else np.float32), "labels": feats.labels, "index": feats.index,
               "model": np.array(feats.model), "data": np.array(feats.data), "split": np.array(feats.split),
-              "classes": np.array(feats.classes, dtype=str), "dim_policy": np.array(feats.dim_policy)}
+              "classes": np.array(feats.classes, dtype=str), "dim_policy": np.array(feats.dim_policy),
+              "model_fingerprint": np.array(feats.fingerprint)}
     if feats.logits is not None:
         arrays["logits"] = feats.logits.astype(np.float32)
         if feats.logit_classes:  # a model trained on some classes: its columns are not the data's classes
@@ -119,6 +128,7 @@ def load(path: str | Path) -> FeatureSet:
                           f"(need N x D and N).")
     check_finite(features, path, "features")
     text = {k: str(arrays[k]) if k in arrays else "" for k in ("model", "data", "split", "dim_policy")}
+    text["fingerprint"] = str(arrays["model_fingerprint"]) if "model_fingerprint" in arrays else ""
     return FeatureSet(features, labels, arrays.get("index", np.arange(len(labels))).astype(np.int64),
                       classes=[str(c) for c in arrays.get("classes", [])], logits=arrays.get("logits"),
                       logit_classes=[str(c) for c in arrays.get("logit_classes", [])],
@@ -134,6 +144,9 @@ def features_of(source: str, *, data: str | None, split: str, batch_size: int = 
             raise CompatError(f"{source}: no such feature file. Create it with `compat features extract`.")
         feats = load(source)
         if scoring:
+            from compat_core.provenance import check_current
+
+            check_current(feats.fingerprint, feats.model, f"feature file {source}")
             _warn_if_trained_on(feats.model, source, feats.data, feats.split)
         return feats
     model, dataset = open_model_on(source, data=data, split=split, device=device)

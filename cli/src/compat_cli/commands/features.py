@@ -43,11 +43,10 @@ def extract(
                                       workers=workers, device=str(resolve_device(device)))
         Console(stderr=True).print(f"[green]wrote[/] {out}: {shape[0]} x {shape[1]}")
         return
-    import numpy as np
 
     feats = features.features_of(model, data=data, split=split, batch_size=batch_size,
                                  device=str(resolve_device(device)), with_logits=logits, scoring=False)
-    features.save(out, feats, {"model_sha256": np.array(weights_digest(model))}, fp16=fp16)
+    features.save(out, feats, fp16=fp16)  # with the model's fingerprint (compat_core.provenance)
     Console(stderr=True).print(f"[green]wrote[/] {out}: {feats.features.shape[0]} x {feats.features.shape[1]}"
                                + (" (float16)" if fp16 else ""))
 
@@ -169,33 +168,19 @@ def info(features_file: Annotated[str, typer.Argument(help="Feature file (.npz).
     if text["dim_policy"]:
         lines.append(f"dimension policy: {text['dim_policy']}")
     extra = sorted(set(arrays) - {"features", "labels", "index", "model", "data", "split", "classes", "logits",
-                                  "logit_classes", "model_classes", "dim_policy", "model_sha256"})
+                                  "logit_classes", "model_classes", "dim_policy", "model_fingerprint"})
     if extra:
         lines.append(f"other arrays: {', '.join(extra)}")
-    stored = str(arrays["model_sha256"]) if "model_sha256" in arrays else ""
+    stored = str(arrays["model_fingerprint"]) if "model_fingerprint" in arrays else ""
     if stored:
-        lines.append(f"model weights when extracted: sha256 {stored}")
+        lines.append(f"model fingerprint when extracted: {stored}")
     if text["model"] and is_run_dir(text["model"]):
-        now = weights_digest(text["model"])
-        verdict = "" if not stored else (" (unchanged)" if now == stored else " (CHANGED since extraction)")
-        lines.append(f"model weights now: sha256 {now}{verdict}")
+        from compat_core.provenance import fingerprint
+
+        now = fingerprint(text["model"])
+        verdict = "" if not stored else (" (unchanged)" if now == stored else " (CHANGED since extraction: "
+                                         "evaluators refuse this file)")
+        lines.append(f"model fingerprint now: {now}{verdict}")
     console = Console(highlight=False)
     for line in lines:
         console.print(line, markup=False)
-
-
-def weights_digest(run: str) -> str:
-    """The first 16 hex digits of the sha256 of a run's ``model.safetensors`` ("" for a file or non-run)."""
-    import hashlib
-    from pathlib import Path
-
-    from compat_core.models.run import is_run_dir
-
-    if not is_run_dir(run):
-        return ""
-    digest = hashlib.sha256()
-    with open(Path(run) / "model.safetensors", "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-

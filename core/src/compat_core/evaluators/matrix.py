@@ -48,6 +48,7 @@ def run_matrix(options: MatrixOptions) -> dict:
     device = str(resolve_device(options.device))
     feats = {source: features_of(source, data=options.data, split=options.split, batch_size=options.batch_size,
                                  device=device) for source in names}  # each run (and the reference) once
+    check_distinct_models(options.runs, feats)
     results = [_pair(feats, names, query, gallery, options) for query in options.runs for gallery in options.runs]
     reference = None
     if options.reference:
@@ -127,6 +128,22 @@ def _names(options: MatrixOptions) -> dict[str, str]:
     check_generation_order(runs)
     sources = list(dict.fromkeys([*runs, *([options.reference] if options.reference else [])]))
     return dict(zip(sources, run_labels(sources, explicit), strict=True))
+
+
+def check_distinct_models(runs: list[str], feats: dict) -> None:
+    """Two runs of a matrix whose vectors come from one model (the same fingerprint: a run and its own feature
+    file, or a copy) would be compared as two generations: refuse it."""
+    from compat_core.errors import CompatError
+
+    seen: dict[str, str] = {}
+    for run in runs:
+        mark = feats[run].fingerprint
+        if mark and mark in seen:
+            raise CompatError(f"{seen[mark]} and {run} hold vectors of the same model (fingerprint {mark}), so "
+                              f"the matrix would compare a model with itself as two generations. Pass each model "
+                              f"once.")
+        if mark:
+            seen[mark] = run
 
 
 def check_generation_order(runs: list[str]) -> None:
