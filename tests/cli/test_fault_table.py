@@ -67,6 +67,13 @@ CASES = [
                                                "{work}/ro/r.json"], "read-only", "{work}/ro", names=("ro/r.json",)),
     FaultCase("eval-regression-new-spec-binary", ["eval", "regression", "--data", "digits", "--split", "test",
                                                  "--old", "{old}", "--new", "{old}"], "binary", "{old}/model.json"),
+    # indexes
+    FaultCase("index-build-features-truncated", ["index", "build", "--features", "{feats}", "--out", "{work}/idx"],
+              "truncated", "{feats}"),
+    FaultCase("index-build-out-read-only", ["index", "build", "--features", "{feats}", "--out", "{work}/ro/idx"],
+              "read-only", "{work}/ro", names=("ro/idx",)),
+    FaultCase("index-build-features-nan", ["index", "build", "--features", "{feats}", "--out", "{work}/idx"], "nan",
+              "{feats}"),
     # runs
     FaultCase("runs-show-history-binary", ["runs", "show", "{old}"], "binary", "{old}/history.jsonl"),
     FaultCase("runs-show-config-binary", ["runs", "show", "{old}"], "binary", "{old}/config.yaml"),

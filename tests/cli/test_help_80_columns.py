@@ -8,7 +8,8 @@ from compat_core.plugins import get_host
 COMMANDS = ([["train", entry.name] for entry in get_host().methods]
             + [["eval", entry.name] for entry in get_host().evaluators]
             + [["features", "extract"], ["features", "info"], ["data", "split"], ["study", "run"],
-               ["study", "report"], ["runs", "show"], ["plugins", "list"]])
+               ["study", "report"], ["runs", "show"], ["plugins", "list"], ["index", "build"],
+               ["index", "search"], ["index", "info"]])
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)

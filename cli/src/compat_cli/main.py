@@ -55,7 +55,7 @@ def build_app() -> typer.Typer:
     from compat_core.plugins import get_host
 
     _fold_help_cells()
-    from compat_cli.commands import data, env, evaluate, features, plugins, runs, study, train
+    from compat_cli.commands import data, env, evaluate, features, index, plugins, runs, study, train
 
     host = get_host()
     app = typer.Typer(name="compat", help="Compatible model updates: train, extract features, evaluate.",
@@ -69,6 +69,7 @@ def build_app() -> typer.Typer:
     app.add_typer(evaluate.build(host), name="eval")
     app.add_typer(study.app, name="study")
     app.add_typer(runs.app, name="runs")
+    app.add_typer(index.app, name="index")
     host.register_commands(app)
     return app
 
