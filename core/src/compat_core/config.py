@@ -290,10 +290,22 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: se
         >>> config_differences({"lr": 0.1}, {"lr": 0.1, "keep": "last"})
         []
     """
-    defaults = {name: field.get_default(call_default_factory=True)
-                for name, field in TrainConfig.model_fields.items() if not field.is_required()}
+    defaults = _defaults(TrainConfig)
+    method = wanted.get("method") or saved.get("method")
+    if method:  # a method option added after the run was written counts as its default too
+        try:
+            from compat_core.plugins import get_host
+
+            defaults.update(_defaults(get_host().methods.lookup(str(method)).get("config")))
+        except CompatError:
+            pass
     return sorted(k for k in set(saved) | set(wanted)
                   if k not in ignore and saved.get(k, defaults.get(k)) != wanted.get(k, defaults.get(k)))
+
+
+def _defaults(model: type[BaseModel]) -> dict[str, Any]:
+    return {name: field.get_default(call_default_factory=True)
+            for name, field in model.model_fields.items() if not field.is_required()}
 
 
 def dump_resolved(method_name: str, common: TrainConfig, own: MethodConfig) -> str:
