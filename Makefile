@@ -18,6 +18,8 @@ test: venv
 bench: venv
 	$(PY) bench/training.py
 	$(PY) bench/retrieval.py
+	$(PY) bench/prototypes.py
+	$(PY) bench/large_head.py
 
 lint: venv
 	.venv/bin/ruff check core cli tests bench
