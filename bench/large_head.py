@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from child import machine, run_child
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "large_head.json"
 
@@ -80,11 +79,7 @@ def child(spec: dict) -> None:
 
 
 def measure(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          timeout=3600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if proc.returncode:
-        raise SystemExit(f"{spec} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, spec, env={"OMP_NUM_THREADS": "1"})
 
 
 def main() -> None:
@@ -114,11 +109,7 @@ def main() -> None:
         row["ratio_to_baseline"] = row["seconds_per_step"] / base["seconds_per_step"]
         print(f"{row['world']:>9}{row['classes']:>10}{row['seconds_per_step']:>10.3f}{row['ratio_to_baseline']:>12.2f}"
               f"{row['peak_rss_bytes_per_process'] / 2**30:>19.2f}")
-    import torch
-
-    report = {"benchmark": "large_head", "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                                                     "cpu_count": os.cpu_count(), "platform": platform.platform()},
-              "rows": rows}
+    report = {"benchmark": "large_head", "machine": machine(), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from child import machine, run_child
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "prototypes.json"
 TASKS = ("read", "class_means", "credible_mask", "unibct_refine", "advbct_boundaries")
@@ -85,12 +84,8 @@ def child(spec: dict) -> None:
 
 
 def measure(task: str, args) -> dict:
-    spec = {"task": task, "classes": args.classes, "images": args.images, "dim": args.dim, "threads": args.threads}
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          timeout=3600)
-    if proc.returncode:
-        raise SystemExit(f"{task} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, {"task": task, "classes": args.classes, "images": args.images, "dim": args.dim,
+                                "threads": args.threads})
 
 
 def main() -> None:
@@ -114,12 +109,8 @@ def main() -> None:
         result["peak_above_read_bytes"] = result["peak_rss_bytes"] - results["read"]["peak_rss_bytes"]
         print(f"{task:<20}{result['seconds']:>10.2f}{result['ratio_to_read']:>10.1f}"
               f"{result['peak_rss_bytes'] / 2**30:>14.2f}{result['peak_above_read_bytes'] / 2**30:>16.2f}")
-    import torch
-
     report = {"benchmark": "prototypes", "classes": args.classes, "images_per_class": args.images, "dim": args.dim,
-              "threads": args.threads, "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                                                   "cpu_count": os.cpu_count(), "platform": platform.platform()},
-              "results": results}
+              "threads": args.threads, "machine": machine(), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

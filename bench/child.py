@@ -1,0 +1,26 @@
+"""Shared by the benchmarks that measure each configuration in a fresh child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def run_child(script: str, spec: dict, env: dict | None = None, timeout: int = 3600) -> dict:
+    """Run ``script --child SPEC`` and return the JSON object it prints last; stop with its stderr on failure."""
+    proc = subprocess.run([sys.executable, script, "--child", json.dumps(spec)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    if proc.returncode:
+        raise SystemExit(f"{spec} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "load_average": list(os.getloadavg())}
