@@ -52,10 +52,11 @@ def test_a_chain_of_three_runs_reports_ac_am_and_draws_the_heatmap(tmp_path):
     compat("train", "bct", *common, "--old", tmp_path / "v2", "--out", tmp_path / "v3")
     out = compat("eval", "matrix", tmp_path / "v1", tmp_path / "v2", tmp_path / "v3", "--data", "digits",
                  "--json", tmp_path / "m.json", "--plot", tmp_path / "m.png").stdout
-    assert "chain of 3 models" in out.replace("\n", " ")
+    assert "chain of 3 models" in out.replace("\n", " ")  # v3 was trained against v2, v2 against v1
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["chain"]["order"] == [str(tmp_path / f"v{i}") for i in (1, 2, 3)]
     assert set(result["chain"]["AC"]) == {"top1", "mAP"} and 0 <= result["chain"]["AC"]["top1"] <= 1
+    assert result["chain"]["linked"] is True
     pairs = {(v["new_label"], v["old_label"]) for v in result["compatibility"]}
     assert pairs == {("v2", "v1"), ("v3", "v1"), ("v3", "v2")}  # every later/earlier pair, not only vs the first
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"

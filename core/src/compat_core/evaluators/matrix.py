@@ -73,7 +73,22 @@ def chain(runs: list[str], results: list[dict]) -> dict:
     per_metric = {m: chain_metrics(runs, {(r["query"], r["gallery"]): r[m] for r in results})
                   for m in CRITERION_METRICS}
     return {"AC": {m: per_metric[m]["AC"] for m in CRITERION_METRICS},
-            "AM": {m: per_metric[m]["AM"] for m in CRITERION_METRICS}, "order": list(runs)}
+            "AM": {m: per_metric[m]["AM"] for m in CRITERION_METRICS}, "order": list(runs),  # as given
+            "linked": linked(runs)}
+
+
+def linked(runs: list[str]) -> bool:
+    """Whether the runs are generations of one chain: each trained against the one before it (``old_model``)."""
+    from compat_core.models.run import is_run_dir, read_run_json
+
+    for earlier, later in zip(runs, runs[1:], strict=False):
+        if not is_run_dir(later) or not is_run_dir(earlier):
+            return False
+        olds = read_run_json(later).get("old_model") or []
+        olds = [olds] if isinstance(olds, str) else olds
+        if str(Path(earlier).resolve()) not in {str(Path(o).resolve()) for o in olds}:
+            return False
+    return True
 
 
 def heatmap(result: dict, labels: dict[str, str], path: str) -> None:
@@ -230,7 +245,7 @@ def render_matrix(console, result: dict) -> None:
         console.print(_groups_table(result))
     console.print(_verdict_table(result))
     chain_values = result.get("chain")
-    if chain_values and len(chain_values["order"]) > 2:
+    if chain_values and len(chain_values["order"]) > 2 and chain_values.get("linked"):
         console.print(f"chain of {len(chain_values['order'])} models, oldest first: average compatibility AC "
                       f"top-1 {chain_values['AC']['top1']:.2f}, mAP {chain_values['AC']['mAP']:.2f} (share of later/"
                       f"earlier pairs holding the criterion); average multi-model accuracy AM top-1 "
