@@ -20,8 +20,10 @@ study_method=bct-s4   # the study entry that `compat train bct` with its default
 compat=.venv/bin/compat
 mkdir -p "$out"
 $compat data split fashion-mnist --validation 0.1 --seed 0 --out "$out/split.json"
+# --val-split none: per-epoch validation would add about 3 s an epoch per model; the demo's verdict comes from
+# the matrix on test, and its 15-minute budget on a 2-core CPU has no room for it
 common=(--data fashion-mnist --split "@$out/split.json:train" --embedding-dim 128 --image-size 32
-        --batch-size 128 --lr 0.1 --epochs "$epochs" --device auto --overwrite)
+        --batch-size 128 --lr 0.1 --epochs "$epochs" --device auto --overwrite --val-split none)
 start=$(date +%s)
 
 echo "== 1/4 old model: $old_backbone on classes 0-4"
