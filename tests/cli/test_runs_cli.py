@@ -70,7 +70,7 @@ def test_bad_input(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("epochs: 1\n")
     (tmp_path / "run" / "history.jsonl").write_text('{"epoch": 1, "loss": {"tot\n')
-    assert_user_error(compat("runs", "show", tmp_path / "run", check=False), "history.jsonl:1 is not a JSON line")
+    assert_user_error(compat("runs", "show", tmp_path / "run", check=False), "history.jsonl:1 is not a history record")
 
 
 def test_list_fits_80_columns(runs):
