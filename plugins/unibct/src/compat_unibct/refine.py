@@ -98,7 +98,10 @@ def _solve_batch(batch, starts, counts, new, old, prototypes, lam, tau, affinity
     s = affinity_matrix(x, tau, affinity, valid)
     system = torch.eye(n_max, device=x.device).expand_as(s) - lam * s  # padded rows: identity, so w = 0 there
     rhs = (1.0 - lam) * valid.to(x.dtype) / sizes.to(x.device, x.dtype)[:, None]
-    weights = torch.linalg.solve(system.transpose(-1, -2), rhs.unsqueeze(-1)).squeeze(-1)
+    # one solve per class, not one batched call: a batched LU runs torch's parallel loop over the batch with
+    # MKL's own threaded LU inside it, and that nesting of OpenMP regions spins forever with 2+ threads
+    transposed = system.transpose(-1, -2)
+    weights = torch.stack([torch.linalg.solve(transposed[b], rhs[b]) for b in range(len(batch))])
     prototypes[classes.to(prototypes.device)] = torch.einsum("bn,bnd->bd", weights.to(o.device), o)
 
 
