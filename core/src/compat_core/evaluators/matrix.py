@@ -79,14 +79,12 @@ def chain(runs: list[str], results: list[dict]) -> dict:
 
 def linked(runs: list[str]) -> bool:
     """Whether the runs are generations of one chain: each trained against the one before it (``old_model``)."""
-    from compat_core.models.run import is_run_dir, read_run_json
+    from compat_core.models.run import is_run_dir, old_model_links
 
     for earlier, later in zip(runs, runs[1:], strict=False):
         if not is_run_dir(later) or not is_run_dir(earlier):
             return False
-        olds = read_run_json(later).get("old_model") or []
-        olds = [olds] if isinstance(olds, str) else olds
-        if str(Path(earlier).resolve()) not in {str(Path(o).resolve()) for o in olds}:
+        if str(Path(earlier).resolve()) not in {str(Path(o).resolve()) for o in old_model_links(later)}:
             return False
     return True
 
@@ -165,14 +163,13 @@ def check_generation_order(runs: list[str]) -> None:
     """Refuse runs that are not oldest first: a run trained against another (its ``old_model`` in
     ``model.json``) must come after it, or AC, AM and every criterion would compare the wrong way round."""
     from compat_core.errors import CompatError
-    from compat_core.models.run import is_run_dir, read_run_json
+    from compat_core.models.run import is_run_dir, old_model_links
 
     position = {str(Path(run).resolve()): i for i, run in enumerate(runs) if is_run_dir(run)}
     for i, run in enumerate(runs):
         if not is_run_dir(run):
             continue
-        olds = read_run_json(run).get("old_model") or []
-        for old in [olds] if isinstance(olds, str) else olds:
+        for old in old_model_links(run):
             j = position.get(str(Path(old).resolve()))
             if j is not None and j > i:
                 order = " ".join(runs[:i] + [runs[j]] + [r for k, r in enumerate(runs[i:], i) if k != j])

@@ -16,7 +16,7 @@ MAX_LINKS = 32  # old_model links followed from the query run (a chain of genera
 
 def lineage(run: str) -> dict[str, str]:
     """Fingerprint -> run of ``run`` and of every run it was trained against, following ``old_model`` links."""
-    from compat_core.models.run import is_run_dir, read_run_json
+    from compat_core.models.run import is_run_dir, old_model_links
     from compat_core.provenance import fingerprint
 
     found: dict[str, str] = {}
@@ -29,8 +29,7 @@ def lineage(run: str) -> dict[str, str]:
         if mark in found:
             continue
         found[mark] = current
-        olds = read_run_json(current).get("old_model") or []
-        todo.extend([olds] if isinstance(olds, str) else olds)
+        todo.extend(old_model_links(current))
     return found
 
 

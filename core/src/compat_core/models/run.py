@@ -60,6 +60,17 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
     return data
 
 
+def old_model_links(run_dir: str | Path) -> list[str]:
+    """The runs a run was trained against (``old_model`` of its ``model.json``; a string or a list), as given.
+
+    Example:
+        >>> old_model_links("runs/new-bct")  # doctest: +SKIP
+        ['runs/old']
+    """
+    olds = read_run_json(run_dir).get("old_model") or []
+    return [olds] if isinstance(olds, str) else [str(o) for o in olds]
+
+
 def read_spec(run_dir: str | Path) -> ModelSpec:
     return ModelSpec.from_json(read_run_json(run_dir))
 
