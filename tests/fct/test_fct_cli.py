@@ -204,3 +204,23 @@ def test_fct_methods_default_to_the_papers_optimizer():
 def test_plugins_show_marks_required_options(capsys):
     out = ok(capsys, "plugins", "show", "fct")
     assert "(required)" in out and "PydanticUndefined" not in out
+
+
+def test_uncertainty_backfill_order_puts_the_least_certain_items_first(tmp_path):
+    """compat-fct registers FastFill's order for `compat backfill plan`; ties keep id order."""
+    pytest.importorskip("faiss")
+
+    from compat_core.backfill.orders import OrderRequest, make_plan
+    from compat_core.errors import CompatError
+    from compat_core.features import FeatureSet
+    from compat_core.index import store
+    from compat_fct.gallery import save_with_uncertainty
+
+    feats = FeatureSet(np.eye(4, dtype=np.float32), np.arange(4), np.array([7, 3, 9, 5]), data="toy", split="test",
+                       classes=list("abcd"), fingerprint="aaaa")
+    save_with_uncertainty(tmp_path / "t.npz", feats, np.array([0.1, 0.5, 0.5, 0.9]))
+    index = store.build(feats)
+    request = OrderRequest(index, np.sort(index.ids), "toy", "test", old=str(tmp_path / "t.npz"))
+    assert make_plan("uncertainty", request, "idx")["ids"] == [5, 3, 9, 7]
+    with pytest.raises(CompatError, match="needs --old"):
+        make_plan("uncertainty", OrderRequest(index, np.sort(index.ids), "toy", "test"), "idx")

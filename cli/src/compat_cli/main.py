@@ -46,6 +46,8 @@ def _fold_help_cells() -> None:
                 for text in [cell, *getattr(cell, "renderables", [])]:
                     if isinstance(text, Text):
                         text.overflow = "fold"
+                        if "\n" in text.plain and "\n\n" not in text.plain:  # a docstring's wrapped lines:
+                            text.plain = text.plain.replace("\n", " ")  # one paragraph, wrapped by rich
             return super().add_row(*renderables, **kwargs)
 
     rich_utils.Table = FoldingTable
@@ -55,7 +57,18 @@ def build_app() -> typer.Typer:
     from compat_core.plugins import get_host
 
     _fold_help_cells()
-    from compat_cli.commands import data, env, evaluate, features, index, plugins, runs, study, train
+    from compat_cli.commands import (
+        backfill,
+        data,
+        env,
+        evaluate,
+        features,
+        index,
+        plugins,
+        runs,
+        study,
+        train,
+    )
 
     host = get_host()
     app = typer.Typer(name="compat", help="Compatible model updates: train, extract features, evaluate.",
@@ -70,6 +83,7 @@ def build_app() -> typer.Typer:
     app.add_typer(study.app, name="study")
     app.add_typer(runs.app, name="runs")
     app.add_typer(index.app, name="index")
+    app.add_typer(backfill.app, name="backfill")
     host.register_commands(app)
     return app
 

@@ -100,6 +100,18 @@ def compat_register_presets(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def compat_register_backfill_orders(register: Callable[..., None]) -> None:
+    """Register backfill orderings: ``register(name, *, factory, summary)``; each becomes a value of
+    ``compat backfill plan --order``.
+
+    ``factory(request) -> ids``: given a :class:`compat_core.backfill.orders.OrderRequest` (the index, its
+    ids, the data, ``--old``/``--new`` runs, the seed, the device), return the index's ids in the order they
+    are to be re-embedded (a permutation of ``request.ids``; first = re-embedded first). Raise a
+    :class:`~compat_core.errors.CompatError` naming the missing option when the ordering needs one.
+    """
+
+
+@hookspec
 def compat_register_commands(app: Any) -> None:
     """Add extra CLI subcommands to the root ``typer.Typer`` application."""
 

@@ -64,6 +64,15 @@ def compat_register_datasets(register):
 
 
 @hookimpl
+def compat_register_backfill_orders(register):
+    register("random", factory="compat_core.backfill.orders:random_order",
+             summary="A seeded random permutation (--seed): the baseline every other order must beat.")
+    register("distance", factory="compat_core.backfill.orders:distance_order",
+             summary="Largest distance between the stored vector and the new model's first (an oracle: needs "
+                     "--new, which embeds the whole gallery).")
+
+
+@hookimpl
 def compat_register_evaluators(register):
     register("retrieval", config="compat_core.evaluators.retrieval:RetrievalOptions",
              run="compat_core.evaluators.retrieval:run_retrieval",

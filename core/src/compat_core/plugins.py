@@ -32,6 +32,7 @@ REGISTRATION_HOOKS = {
     "compat_register_datasets": "dataset",
     "compat_register_evaluators": "evaluator",
     "compat_register_presets": "preset",
+    "compat_register_backfill_orders": "backfill_order",
 }
 
 
@@ -93,6 +94,10 @@ class PluginHost:
     @property
     def presets(self) -> Registry:
         return self.registries["preset"]
+
+    @property
+    def backfill_orders(self) -> Registry:
+        return self.registries["backfill_order"]
 
     # -- loading -------------------------------------------------------------------------------
     def load_entry_points(self) -> None:

@@ -44,7 +44,8 @@ def list_plugins(
 def _by_kind(provides: list[str]) -> dict[str, list[str]]:
     """``["method:bct", "loss:x", "method:l2"]`` -> ``{"methods": ["bct", "l2"], "losses": ["x"]}``."""
     plural = {"loss": "losses", "method": "methods", "backbone": "backbones", "dataset": "datasets",
-              "evaluator": "evaluators", "command": "commands", "preset": "presets"}
+              "evaluator": "evaluators", "command": "commands", "preset": "presets",
+              "backfill_order": "backfill orders"}
     grouped: dict[str, list[str]] = {}
     for item in provides:
         kind, _, name = item.partition(":")

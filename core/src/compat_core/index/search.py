@@ -99,8 +99,9 @@ def topk_metrics(ids: np.ndarray, labels: np.ndarray, index: Index, k: int, own:
     precision = np.cumsum(hits, axis=1) / ranks
     answered = n_pos > 0
     ap = (precision * hits).sum(1) / np.maximum(np.minimum(n_pos, k), 1)
-    return {"top1": float(hits[answered, 0].mean()) if answered.any() else None,
-            f"top{k}": float(hits[answered].any(1).mean()) if answered.any() else None,
+    cmc = {f"top{r}": float(hits[answered, :r].any(1).mean()) if answered.any() else None
+           for r in sorted({1, 5, k}) if r <= k}
+    return {**cmc,
             f"mAP@{k}": float(ap[answered].mean()) if answered.any() else None,
             "n_query_with_positive": int(answered.sum())}
 

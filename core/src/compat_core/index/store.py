@@ -135,8 +135,59 @@ def read(folder: str | Path) -> Index:
         raise CompatError(f"{folder}: the manifest describes {count} vectors of dimension {dim}, but "
                           f"{FAISS_FILE} holds {index.ntotal} of dimension {index.d} and {ITEMS_FILE} "
                           f"{len(items['ids'])} ids: the files do not belong together. Rebuild the index.")
-    return Index(folder, index, items["ids"].astype(np.int64), items["labels"].astype(np.int64),
-                 items["model_of_id"].astype(np.int64), manifest)
+    result = Index(folder, index, items["ids"].astype(np.int64), items["labels"].astype(np.int64),
+                   items["model_of_id"].astype(np.int64), manifest)
+    if isinstance(manifest.get("backfill"), dict):  # a migration in progress: its committed batches are live
+        from compat_core.backfill.journal import apply_committed
+
+        apply_committed(result)
+    return result
+
+
+def positions(index: Index, ids: np.ndarray) -> np.ndarray:
+    """Rows of the item table holding ``ids``; ids the index does not hold are one error."""
+    order = np.argsort(index.ids, kind="stable")
+    found = np.minimum(np.searchsorted(index.ids[order], ids), max(len(order) - 1, 0))
+    ok = index.ids[order][found] == ids if len(order) else np.zeros(len(ids), bool)
+    if not np.all(ok):
+        raise CompatError(f"{index.path}: it holds no vectors for the ids {np.asarray(ids)[~ok][:5].tolist()} "
+                          f"({int((~ok).sum())} of {len(ids)}).")
+    return order[found]
+
+
+def vectors_of(index: Index, ids: np.ndarray) -> np.ndarray:
+    """The stored vectors of ``ids`` (in that order), as float32."""
+    faiss = faiss_module()
+    base = faiss.downcast_index(index.faiss_index.index)
+    if isinstance(base, faiss.IndexIVF):
+        base.make_direct_map()  # IVF lists can only be read back by id through a direct map
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    return index.faiss_index.reconstruct_batch(ids) if len(ids) else np.zeros((0, index.dim), np.float32)
+
+
+def replace_vectors(index: Index, ids: np.ndarray, vectors: np.ndarray, model_code: int) -> None:
+    """Replace the vectors of ``ids`` (already prepared for the metric) and record which model made them.
+
+    A flat index removes and adds in place. faiss's id map cannot remove from IVF or HNSW indexes (their
+    internal numbering does not close up), so those are refilled from every vector, keeping the trained
+    coarse quantizer: the same lists as before the replacement.
+    """
+    faiss = faiss_module()
+    rows = positions(index, ids)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if isinstance(faiss.downcast_index(index.faiss_index.index), faiss.IndexFlat):
+        index.faiss_index.remove_ids(faiss.IDSelectorBatch(ids))
+        index.faiss_index.add_with_ids(vectors, ids)
+    else:
+        every = np.sort(index.ids)
+        table = vectors_of(index, every)
+        table[np.searchsorted(every, ids)] = vectors
+        refilled = faiss.clone_index(index.faiss_index)
+        refilled.reset()
+        refilled.add_with_ids(table, every)
+        index.faiss_index = refilled
+    index.model_of_id[rows] = model_code
 
 
 def describe(index: Index) -> list[str]:
@@ -145,6 +196,10 @@ def describe(index: Index) -> list[str]:
     lines = [f"{index.path}: {m['count']} vectors, {m['dim']}-d, {m['kind']} index, {m['metric']} metric",
              f"data: {m.get('data') or '-'} (split {m.get('split') or '-'}), {len(m.get('classes', []))} classes"]
     counts = np.bincount(index.model_of_id, minlength=len(index.models))
+    if isinstance(m.get("backfill"), dict):
+        code = int(m["backfill"]["model_code"])
+        lines.append(f"migration in progress: {int(counts[code])} of {m['count']} vectors re-embedded "
+                     f"({100 * counts[code] / max(m['count'], 1):.1f}%); see `compat backfill status`")
     for code, model in enumerate(index.models):
         via = f", through {model['transformation']}" if model.get("transformation") else ""
         lines.append(f"model {code}: fingerprint {model.get('fingerprint') or 'unknown'} ({model.get('run') or '-'}"

@@ -34,10 +34,10 @@ class BackfillOptions(SourceOptions):
 
 
 def run_backfill(options: BackfillOptions) -> dict:
-    """Measure the curve; see :mod:`compat_fct.backfill` for the conventions."""
+    """Measure the curve; see :mod:`compat_core.backfill.curve` for the conventions."""
     import numpy as np
+    from compat_core.backfill.curve import area_under_curves, backfill_curve, backfill_order
 
-    from compat_fct.backfill import area_under_curves, backfill_curve, backfill_order
     from compat_fct.plot import require_matplotlib, save_plot
 
     if options.plot:

@@ -119,3 +119,22 @@ def _check_dim(feats: FeatureSet, expected: int, flag: str, role: str, source: s
         made_by = f" ({source})" if source else ""
         raise CompatError(f"{flag} has {dim}-dim features but the transformation takes {expected}-dim {role} "
                           f"embeddings. Extract the file with the run's {role} model{made_by}.")
+
+
+def uncertainty_order(request) -> np.ndarray:
+    """FastFill's backfill order for ``compat backfill plan --order uncertainty``: the index's items with
+    the largest sigma first (ties: smaller id first), sigma from ``--old`` (the FastFill run that made the
+    index's vectors, or its ``compat fct transform`` features with ``uncertainty``)."""
+    source = request.need("old", "the FastFill run (or its transformed features) whose uncertainty orders "
+                                 "the items")
+    feats, sigma = embed_gallery(source, data=request.data, split=request.split, batch_size=request.batch_size,
+                                 device=request.device)
+    if sigma is None:
+        raise CompatError(f"--old {source} gives no per-item uncertainty. Pass a `compat train fastfill` run (or its "
+                          f"`compat fct transform` features), or use --order random.")
+    order = np.argsort(feats.index, kind="stable")
+    found = np.minimum(np.searchsorted(feats.index[order], request.ids), max(len(order) - 1, 0))
+    if len(order) == 0 or not np.array_equal(feats.index[order][found], request.ids):
+        raise CompatError(f"--old {source} does not cover every item of the index (other data or split). Pass the "
+                          f"run or features of the images the index was built from.")
+    return request.ids[np.argsort(-sigma[order][found], kind="stable")]

@@ -20,6 +20,13 @@ def compat_register_methods(register):
 
 
 @hookimpl
+def compat_register_backfill_orders(register):
+    register("uncertainty", factory="compat_fct.gallery:uncertainty_order",
+             summary="FastFill: the items whose transformed vectors are least certain first (--old: the "
+                     "fastfill run).")
+
+
+@hookimpl
 def compat_register_losses(register):
     register("fct_similarity", factory=f"{_LOSSES}:fct_loss_factory",
              summary="FCT: batch mean of the per-sample distance (mse, l1 or 1-cos) of h to the new embedding.")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from compat_core.metrics.retrieval import retrieval_metrics
-from compat_fct.backfill import (
+from compat_core.backfill.curve import (
     area_under_curves,
     backfill_curve,
     backfill_order,
     cutoffs,
     item_distance,
 )
+from compat_core.metrics.retrieval import retrieval_metrics
 
 
 def clustered(n_per_class=6, classes=3, dim=5, noise=0.3, seed=0):

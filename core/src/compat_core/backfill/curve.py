@@ -100,6 +100,7 @@ def backfill_curve(query: np.ndarray, query_labels: np.ndarray, transformed: np.
         ([0.0, 0.5, 1.0], [1.0, 1.0, 1.0])
     """
     import torch
+
     from compat_core.metrics.retrieval import retrieval_metrics
 
     n = len(transformed)
