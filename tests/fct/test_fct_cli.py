@@ -224,3 +224,26 @@ def test_uncertainty_backfill_order_puts_the_least_certain_items_first(tmp_path)
     assert make_plan("uncertainty", request, "idx")["ids"] == [5, 3, 9, 7]
     with pytest.raises(CompatError, match="needs --old"):
         make_plan("uncertainty", OrderRequest(index, np.sort(index.ids), "toy", "test"), "idx")
+
+
+@pytest.mark.slow
+def test_a_fastfill_gallery_index_is_migrated_for_real_in_uncertainty_order(runs, capsys, tmp_path):
+    """The index of a FastFill gallery records that its vectors live in the new model's space: the new model
+    may query and backfill it; the real curve equals `eval backfill`'s simulated one (top-1, top-5)."""
+    pytest.importorskip("faiss")
+    ok(capsys, "features", "extract", "--model", runs["fastfill"], "--data", "digits", "--out", tmp_path / "h.npz",
+       "--device", "cpu")
+    ok(capsys, "index", "build", "--features", tmp_path / "h.npz", "--out", tmp_path / "idx")
+    assert "through fastfill" in ok(capsys, "index", "info", tmp_path / "idx")
+    ok(capsys, "index", "search", tmp_path / "idx", "--query", runs["new"], *EVAL, "--json", tmp_path / "found.json")
+    assert read(tmp_path / "found.json")["relation"] == "target"
+    ok(capsys, "backfill", "plan", "--index", tmp_path / "idx", "--order", "uncertainty", "--old", runs["fastfill"],
+       "--out", tmp_path / "plan.json", "--device", "cpu")
+    ok(capsys, "backfill", "run", "--index", tmp_path / "idx", "--model", runs["new"], "--plan", tmp_path / "plan.json",
+       "--batch", "100", "--eval-every", "0.3333", "--json", tmp_path / "real.json", "--device", "cpu")
+    ok(capsys, "eval", "backfill", "--query", runs["new"], "--transformed", runs["fastfill"], "--new", runs["new"],
+       "--order", "uncertainty", "--steps", "3", *EVAL, "--json", tmp_path / "simulated.json")
+    real, simulated = read(tmp_path / "real.json"), read(tmp_path / "simulated.json")
+    assert real["backfilled"] == [0, 150, 300, 450]
+    for key in ("top1", "top5"):
+        assert real["curves"][key] == pytest.approx(simulated["curves"][key], abs=1e-9)

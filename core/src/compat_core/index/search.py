@@ -34,11 +34,16 @@ def lineage(run: str) -> dict[str, str]:
 
 
 def check_compatible(query, index: Index, force: bool = False) -> str:
-    """How the query vectors relate to the index's: ``same`` (the same model), ``trained`` (the query model was
-    trained against it, directly or through earlier generations) or ``forced``; else a CompatError."""
+    """How the query vectors relate to the index's: ``same`` (the same model), ``target`` (the model whose space
+    the index's vectors were transformed into, e.g. by FCT), ``trained`` (the query model was trained against
+    it, directly or through earlier generations) or ``forced``; else a CompatError."""
     held = {m.get("fingerprint") for m in index.models}
     if query.fingerprint and query.fingerprint in held:
         return "same"
+    targets = {(m.get("embeds_into") or {}).get("fingerprint") for m in index.models} - {None}  # FCT galleries
+    if query.fingerprint and query.fingerprint in targets:
+        return "target"
+    held |= targets
     ancestors = lineage(query.model) if query.model else {}
     if held & set(ancestors):
         return "trained"

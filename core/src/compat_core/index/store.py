@@ -85,12 +85,26 @@ def build(feats, *, kind: str = "flat", metric: str = "cosine", source: str = ""
     vectors = prepare(feats.features, metric)
     index = new_faiss_index(vectors.shape[1], len(vectors), kind, metric, vectors)
     index.add_with_ids(vectors, feats.index.astype(np.int64))
-    model = {"fingerprint": feats.fingerprint, "run": feats.model, "transformation": None}
+    model = {"fingerprint": feats.fingerprint, "run": feats.model, "transformation": None, **space_of(feats.model)}
     manifest = {"format": FORMAT, "kind": kind, "metric": metric, "dim": int(vectors.shape[1]),
                 "count": int(index.ntotal), "data": feats.data, "split": feats.split,
                 "classes": list(feats.classes), "models": [model], "features": str(source)}
     return Index(Path(), index, feats.index.astype(np.int64), feats.labels.astype(np.int64),
                  np.zeros(len(vectors), dtype=np.int64), manifest)
+
+
+def space_of(run: str) -> dict[str, Any]:
+    """``{"transformation": ..., "embeds_into": {run, fingerprint}}`` for a run whose outputs live in another run's
+    space (an FCT transformation: ``embeds_into`` of its model.json), else ``{}``."""
+    from compat_core.models.run import is_run_dir, read_spec
+    from compat_core.provenance import fingerprint
+
+    if not run or not is_run_dir(run):
+        return {}
+    target = read_spec(run).embeds_into
+    if not target or not is_run_dir(target):
+        return {}
+    return {"transformation": read_spec(run).method, "embeds_into": {"run": target, "fingerprint": fingerprint(target)}}
 
 
 def write(index: Index, folder: str | Path) -> Path:

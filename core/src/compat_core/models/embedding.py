@@ -35,6 +35,10 @@ class ModelSpec:
     #: How this model meets an old model of another embedding dimension (``truncate`` | ``zero-pad``),
     #: set by the method that trained it against that old model; evaluators align the same way.
     dim_policy: str | None = None
+    #: The run whose embedding space this model's outputs live in, when that is not its own: FCT's
+    #: transformation maps old embeddings into its new model's space. Indexes use it to let that new
+    #: model query (and backfill) a gallery of transformed vectors.
+    embeds_into: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = MODEL_FORMAT
 

@@ -56,6 +56,7 @@ class TransformedModel(nn.Module):
         spec = ModelSpec(backbone=f"fct({old.spec.backbone})", embedding_dim=transformation.spec.new_dim,
                          num_classes=0, classes=[], head={"type": "none"}, input={**old.spec.input, "size": size},
                          method=method, trained_on=trained_on, old_model=sources.get("old"),
+                         embeds_into=sources.get("new"),
                          feature_dim=transformation.spec.new_dim, extra={"fct": fct})
         return cls(old, side_info, transformation, spec)
 
