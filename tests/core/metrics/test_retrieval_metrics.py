@@ -254,16 +254,14 @@ def test_chunk_size_does_not_change_the_result(chunk_size):
     assert_matches(result, expected)
 
 
-@pytest.mark.parametrize("max_cells", [2, 4, 64, retrieval.MAX_CELLS])
+@pytest.mark.parametrize("cells_per_positive", [0.0, 0.3, 4.0, 64.0])
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
-def test_few_cells_force_the_exact_fallback(monkeypatch, max_cells, metric):
-    # With few cells most cells hold several distinct positive scores and go through the sort-based
-    # fallback; with many cells few or none do. Both must give the reference numbers.
-    calls = []
-    fallback = retrieval._count_in_dirty_cells
-    monkeypatch.setattr(retrieval, "MAX_CELLS", max_cells)
-    monkeypatch.setattr(retrieval, "_count_in_dirty_cells", lambda *a: calls.append(1) or fallback(*a))
-    rng = np.random.default_rng(max_cells)
+def test_coarse_and_fine_cell_tables_give_the_reference(monkeypatch, cells_per_positive, metric):
+    # With few cells most negatives share a cell with three or more positives and take the kernel's loop
+    # (0.0: one cell for the whole row); with many, nearly all take the branch-free comparisons. Both must
+    # give the reference numbers.
+    monkeypatch.setattr(retrieval, "CELLS_PER_POSITIVE", cells_per_positive)
+    rng = np.random.default_rng(int(cells_per_positive * 10))
     query = features(rng, 70, metric, d=5) if metric == "cosine" else integer_features(rng, 70, 5, span=40)
     gallery = features(rng, 900, metric, d=5) if metric == "cosine" else integer_features(rng, 900, 5, span=40)
     query_labels, gallery_labels = rng.integers(0, 4, 70), rng.integers(0, 4, 900)
@@ -271,8 +269,16 @@ def test_few_cells_force_the_exact_fallback(monkeypatch, max_cells, metric):
     result = retrieval_metrics(query, query_labels, gallery, gallery_labels, metric=metric,
                                topk=(1, 5, 50), chunk_size=16)
     assert_matches(result, expected, (1, 5, 50))
-    if max_cells <= 4:
-        assert calls, "the fallback was not exercised"
+
+
+def test_the_query_itself_outside_its_label_block_is_skipped():
+    # exclude_self with a gallery item i whose label differs from query i's: the skipped column is a
+    # negative's, not a positive's.
+    rng = np.random.default_rng(12)
+    query, gallery = features(rng, 60, "cosine"), features(rng, 60, "cosine")
+    query_labels, gallery_labels = rng.integers(0, 3, 60), rng.integers(0, 3, 60)
+    expected = reference_metrics(query, query_labels, gallery, gallery_labels, exclude_self=True)
+    assert_matches(retrieval_metrics(query, query_labels, gallery, gallery_labels, exclude_self=True), expected)
 
 
 def test_medium_gallery_with_many_cells():
