@@ -20,6 +20,8 @@ bench: venv
 	$(PY) bench/retrieval.py
 	$(PY) bench/prototypes.py
 	$(PY) bench/large_head.py
+	$(PY) bench/topk.py
+	$(PY) bench/backfill.py
 
 lint: venv
 	.venv/bin/ruff check core cli tests bench

@@ -11,7 +11,7 @@ PERCENT_KEYS = {"top1", "top5", "top10", "mAP", "nfr", "nfi", "pfr", "pfi", "btc
 
 
 def fmt(key: str, value: Any) -> str:
-    if isinstance(value, float) and (key in PERCENT_KEYS or key.startswith(("top", "tar", "tpir"))):
+    if isinstance(value, float) and (key in PERCENT_KEYS or key.startswith(("top", "tar", "tpir", "mAP@"))):
         return f"{100 * value:.2f}"
     if isinstance(value, float):
         return f"{value:.4g}"

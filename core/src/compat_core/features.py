@@ -117,16 +117,22 @@ def check_finite(values: np.ndarray, path: str | Path, name: str) -> None:
                           f"broken (retrain it, e.g. with a lower --lr or --grad-clip).")
 
 
-def load(path: str | Path) -> FeatureSet:
+def load(path: str | Path, *, mmap: bool = False) -> FeatureSet:
+    """A feature file; with ``mmap``, its features stay on disk as a read-only memory map (float32 or float16,
+    as stored) and are read when used, for galleries larger than memory."""
     path = Path(path)
-    arrays = read_npz(path, ("features", "labels"), what="feature file",
+    arrays = read_npz(path, ("labels",) if mmap else ("features", "labels"), what="feature file",
                       unreadable_fix="Create one with `compat features extract`.",
-                      missing_fix="A feature file needs features (N x D) and labels (N).")
-    features, labels = arrays["features"].astype(np.float32), arrays["labels"].astype(np.int64)
+                      missing_fix="A feature file needs features (N x D) and labels (N).",
+                      skip=("features", "logits") if mmap else ())
+    mapped = _mapped_features(path) if mmap else None
+    features = mapped if mapped is not None else _read_features(path, arrays)
+    labels = arrays["labels"].astype(np.int64)
     if features.ndim != 2 or len(features) != len(labels):
         raise CompatError(f"{path}: features {features.shape} and labels {labels.shape} do not match "
                           f"(need N x D and N).")
-    check_finite(features, path, "features")
+    for start in range(0, len(features), 2**18):  # in blocks: a memory map is never read whole
+        check_finite(features[start:start + 2**18], path, "features")
     text = {k: str(arrays[k]) if k in arrays else "" for k in ("model", "data", "split", "dim_policy")}
     text["fingerprint"] = str(arrays["model_fingerprint"]) if "model_fingerprint" in arrays else ""
     return FeatureSet(features, labels, arrays.get("index", np.arange(len(labels))).astype(np.int64),
@@ -135,14 +141,36 @@ def load(path: str | Path) -> FeatureSet:
                       model_classes=[str(c) for c in arrays.get("model_classes", [])], **text)
 
 
+def _mapped_features(path: Path) -> np.ndarray | None:
+    from compat_core.io import memmap_npz_member
+
+    try:
+        mapped = memmap_npz_member(path, "features")
+    except (OSError, ValueError) as exc:
+        raise CompatError(f"{path} is not a readable .npz feature file ({exc}). Create one with `compat features "
+                          f"extract`.") from None
+    return mapped if mapped is not None and mapped.dtype in (np.float32, np.float16) else None
+
+
+def _read_features(path: Path, arrays) -> np.ndarray:
+    if "features" in arrays:
+        return arrays["features"].astype(np.float32)
+    with np.load(path, allow_pickle=False) as npz:  # compressed or unusual dtype: read it after all
+        if "features" not in npz.files:
+            raise CompatError(f"{path} lacks the array 'features'. A feature file needs features (N x D) and "
+                              f"labels (N).")
+        return npz["features"].astype(np.float32)
+
+
 def features_of(source: str, *, data: str | None, split: str, batch_size: int = 256, device: str = "cpu",
-                with_logits: bool = False, scoring: bool = True) -> FeatureSet:
-    """Features from a ``.npz`` file, or by running a run directory's model on ``data``. With ``scoring``
-    (evaluation, not caching), a warning says when the images are ones the model was trained on."""
+                with_logits: bool = False, scoring: bool = True, mmap: bool = False) -> FeatureSet:
+    """Features from a ``.npz`` file (``mmap``: left on disk, see :func:`load`), or by running a run directory's
+    model on ``data``. With ``scoring`` (evaluation, not caching), a warning says when the images are ones
+    the model was trained on."""
     if source.endswith(".npz"):
         if not Path(source).is_file():
             raise CompatError(f"{source}: no such feature file. Create it with `compat features extract`.")
-        feats = load(source)
+        feats = load(source, mmap=mmap)
         if scoring:
             from compat_core.provenance import check_current
 

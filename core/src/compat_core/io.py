@@ -109,9 +109,9 @@ def read_json(path: str | os.PathLike, fix: str) -> Any:
 
 
 def read_npz(path: str | os.PathLike, required: tuple[str, ...], *, what: str, unreadable_fix: str,
-             missing_fix: str) -> dict[str, Any]:
-    """Every array of a ``.npz`` file (never unpickled), with a user-facing error when the file cannot be
-    read or lacks one of ``required``.
+             missing_fix: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every array of a ``.npz`` file but those in ``skip`` (never unpickled), with a user-facing error when the
+    file cannot be read or lacks one of ``required``.
 
     Example:
         >>> read_npz("old.npz", ("features", "labels"), what="feature file",  # doctest: +SKIP
@@ -121,7 +121,7 @@ def read_npz(path: str | os.PathLike, required: tuple[str, ...], *, what: str, u
 
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+            arrays = {k: npz[k] for k in npz.files if k not in skip}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # cut, corrupt, not a zip
         raise CompatError(f"{path} is not a readable .npz {what} ({exc}). {unreadable_fix}") from None
     if any(name not in arrays for name in required):

@@ -45,6 +45,9 @@ class SourceOptions(Options):
 class RetrievalOptions(SourceOptions):
     query: str = Field(..., description="Query side: run directory or .npz feature file (the new model).")
     gallery: str = Field(..., description="Gallery side: run directory or .npz feature file (the old model).")
+    topk_only: int | None = Field(None, ge=1, description="Only CMC top-1/top-K (Recall@K) and mAP@K "
+                                  "(Google Landmarks v2), through faiss's exact search with a .npz gallery "
+                                  "read memory-mapped: for galleries too large to rank in full.")
 
 
 def retrieval_between(query, gallery, metric: str = "cosine", align: str = "auto",
@@ -93,6 +96,23 @@ def retrieval_between(query, gallery, metric: str = "cosine", align: str = "auto
         result["by_group"] = {"old_classes": summarize(ap, rank, old_classes),
                               "new_classes": summarize(ap, rank, ~old_classes)}
     return result
+
+
+def topk_between(query, gallery, k: int, metric: str = "cosine", align: str = "auto",
+                 leave_one_out: str = "auto") -> dict:
+    """Top-``k`` metrics (:mod:`compat_core.metrics.topk`) of two feature sets; the gallery's features may be a
+    memory map."""
+    from compat_core.features import align_dims
+    from compat_core.metrics.topk import topk_retrieval
+
+    query_features, gallery_features = align_dims(query, gallery, align)
+    exclude_self = resolve_leave_one_out(query, gallery, leave_one_out)
+    result = topk_retrieval(query_features, query.labels, gallery_features, gallery.labels, k=k, metric=metric,
+                            exclude_self=exclude_self)
+    if result["n_query_with_positive"] == 0:
+        raise CompatError("no query has a positive (a gallery item of its class) in the gallery: query and "
+                          "gallery must share classes, and with leave-one-out a class needs two images.")
+    return {**result, "leave_one_out": exclude_self}
 
 
 def resolve_leave_one_out(query, gallery, mode: str = "auto") -> bool:
@@ -269,8 +289,13 @@ def run_retrieval(options: RetrievalOptions) -> dict:
     kwargs = dict(data=options.data, split=options.split, batch_size=options.batch_size, device=device)
     query = features_of(options.query, **kwargs)
     same = same_source(options.query, options.gallery)
-    gallery = query if same else features_of(options.gallery, **kwargs)  # one object: leave-one-out
-    result = retrieval_between(query, gallery, options.metric, options.align, options.leave_one_out)
+    mapped = bool(options.topk_only)  # a top-k gallery stays on disk
+    gallery = query if same else features_of(options.gallery, **kwargs, mmap=mapped)  # one object: leave-one-out
+    if options.topk_only:
+        result = topk_between(query, gallery, options.topk_only, options.metric, options.align,
+                              options.leave_one_out)
+    else:
+        result = retrieval_between(query, gallery, options.metric, options.align, options.leave_one_out)
     labels = run_labels([options.query] if same else [options.query, options.gallery])
     query_label, gallery_label = labels[0], labels[-1]
     return {**result, "query": options.query, "gallery": options.gallery, "query_label": query_label,

@@ -10,6 +10,7 @@ import numpy as np
 
 from compat_core.errors import CompatError
 from compat_core.index.store import Index, prepare
+from compat_core.metrics.topk import scores_from_hits
 
 MAX_LINKS = 32  # old_model links followed from the query run (a chain of generations)
 
@@ -99,16 +100,7 @@ def topk_metrics(ids: np.ndarray, labels: np.ndarray, index: Index, k: int, own:
     found = np.where(ids < 0, -1, index.labels[order][position])  # faiss pads with -1 when it has fewer than k
     hits = found == labels[:, None]
     positives = np.bincount(index.labels, minlength=int(max(labels.max(initial=0), index.labels.max(initial=0)) + 1))
-    n_pos = positives[labels] - (1 if own else 0)
-    ranks = np.arange(1, ids.shape[1] + 1)
-    precision = np.cumsum(hits, axis=1) / ranks
-    answered = n_pos > 0
-    ap = (precision * hits).sum(1) / np.maximum(np.minimum(n_pos, k), 1)
-    cmc = {f"top{r}": float(hits[answered, :r].any(1).mean()) if answered.any() else None
-           for r in sorted({1, 5, k}) if r <= k}
-    return {**cmc,
-            f"mAP@{k}": float(ap[answered].mean()) if answered.any() else None,
-            "n_query_with_positive": int(answered.sum())}
+    return scores_from_hits(hits, positives[labels] - (1 if own else 0), k)
 
 
 def query_features(source: str, *, data: str | None, split: str, device: str = "cpu"):

@@ -50,11 +50,9 @@ class Index:
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     """float32, contiguous, and L2-normalised for the cosine metric (searched by inner product)."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if metric == "cosine":
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, 1e-12)
-    return vectors
+    from compat_core.metrics.topk import prepare as prepare_for_faiss
+
+    return prepare_for_faiss(vectors, metric)
 
 
 def new_faiss_index(dim: int, count: int, kind: str, metric: str, vectors: np.ndarray):
