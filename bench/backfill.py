@@ -66,7 +66,7 @@ def bare_loop(work: Path, data: str, batch: int) -> float:
     positions = positions_of(dataset, ids, data)
     batches = [positions[i:i + batch] for i in range(0, len(ids), batch)]
     with torch.inference_mode():
-        for number, (images, _, base) in enumerate(iterate(dataset, batches)):
+        for number, (images, _, _) in enumerate(iterate(dataset, batches)):
             vectors = store.prepare(model(images).embedding.numpy(), "cosine")
             store.replace_vectors(index, ids[number * batch:(number + 1) * batch], vectors, 1)
     return time.perf_counter() - start

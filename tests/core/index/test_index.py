@@ -89,3 +89,15 @@ def test_the_cli_builds_searches_with_provenance_and_describes(tmp_path):
     assert_user_error(refused, "was not trained to be compatible", "--force")
     missing = compat("index", "info", tmp_path / "nowhere", check=False)
     assert_user_error(missing, "is not a compat index")
+
+
+def test_an_index_partly_made_by_a_third_model_is_refused_naming_it():
+    index = store.build(feature_set(fingerprint="aaaa"))
+    index.manifest["models"].append({"fingerprint": "cccc", "run": "runs/stranger", "transformation": None})
+    stranger = feature_set(seed=3, fingerprint="cccc")
+    store.replace_vectors(index, stranger.index[:10], store.prepare(stranger.features[:10], "cosine"), 1)
+    with pytest.raises(CompatError, match=r"cccc \(runs/stranger, 10 vectors\).*mixes vectors of several models"):
+        search(index, feature_set(fingerprint="aaaa"), k=3)
+    assert search(index, feature_set(fingerprint="aaaa"), k=3, force=True)["relation"] == "forced"
+    store.replace_vectors(index, stranger.index[:10], store.prepare(feature_set().features[:10], "cosine"), 0)
+    assert search(index, feature_set(fingerprint="aaaa"), k=3)["relation"] == "same"  # no vector of cccc left

@@ -71,6 +71,7 @@ def search(
     console = Console(stderr=json_out == "-", highlight=False)
     how = {"same": "the index's own model", "trained": "a model trained against the index's model",
            "target": "the model whose space the index's vectors were transformed into",
+           "older": "a model that newer vectors of the index were trained against",
            "forced": "a model of unknown compatibility (--force)"}[result["relation"]]
     console.print(f"{result['n_query']} queries by {how}, top {k} of {index.manifest['count']}"
                   + (" (each query's own item left out)" if result["leave_one_out"] else ""), markup=False)

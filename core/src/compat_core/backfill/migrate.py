@@ -113,8 +113,8 @@ def _check_compatible(index, options: BackfillRun, mark: str) -> None:
 
     from compat_core.index.search import check_compatible
 
-    original = index.models[:1] if not journal.in_progress(index.manifest) else index.models[:-1]
-    view = SimpleNamespace(models=original)
+    original = index.models if not journal.in_progress(index.manifest) else index.models[:-1]
+    view = SimpleNamespace(models=original)  # every model the index held before the migration
     check_compatible(SimpleNamespace(fingerprint=mark, model=options.model), view, options.force)
 
 

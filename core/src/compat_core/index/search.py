@@ -34,28 +34,57 @@ def lineage(run: str) -> dict[str, str]:
     return found
 
 
+RELATIONS = ("same", "target", "trained", "older")  # in the order one word sums up a mixed index
+
+
 def check_compatible(query, index: Index, force: bool = False) -> str:
-    """How the query vectors relate to the index's: ``same`` (the same model), ``target`` (the model whose space
-    the index's vectors were transformed into, e.g. by FCT), ``trained`` (the query model was trained against
-    it, directly or through earlier generations) or ``forced``; else a CompatError."""
-    held = {m.get("fingerprint") for m in index.models}
-    if query.fingerprint and query.fingerprint in held:
-        return "same"
-    targets = {(m.get("embeds_into") or {}).get("fingerprint") for m in index.models} - {None}  # FCT galleries
-    if query.fingerprint and query.fingerprint in targets:
-        return "target"
-    held |= targets
-    ancestors = lineage(query.model) if query.model else {}
-    if held & set(ancestors):
-        return "trained"
+    """How the query vectors relate to the vectors of *every* model the index holds: ``same`` (that model),
+    ``target`` (the model whose space its vectors were transformed into, e.g. by FCT), ``trained`` (the query
+    model was trained against it, directly or through earlier generations), ``older`` (it was trained against
+    the query model: a migration's new vectors queried by the old model); one word for the lot (the first
+    of :data:`RELATIONS` that applies to any), or ``forced``. A model of none of these relations, even one
+    that made a part of the index only, is a CompatError that names it."""
+    ancestors = set(lineage(query.model)) if query.model else set()
+    relations, strangers = [], []
+    for model, count in _models_with_vectors(index):
+        relation = _relation(query.fingerprint, ancestors, model)
+        if relation is None:
+            strangers.append(f"{model.get('fingerprint') or 'unknown'} ({model.get('run') or '-'}, {count} vectors)")
+        relations.append(relation)
+    if not strangers:
+        return next(r for r in RELATIONS if r in relations) if relations else "same"
     if force:
         return "forced"
-    stored = ", ".join(f"{m.get('fingerprint') or 'unknown'} ({m.get('run') or '-'})" for m in index.models)
     mine = f"{query.fingerprint or 'unknown'} ({query.model or '-'})"
+    mixed = " (the index mixes vectors of several models)" if len(relations) > 1 else ""
     raise CompatError(f"the query model {mine} was not trained to be compatible with the model the index holds "
-                      f"({stored}): neither is it that model nor was it trained against it (its --old links), so its "
-                      f"vectors live in another space and the results would mean nothing. Query with that model or "
-                      f"a model trained with --old pointing at it, or pass --force if you know better.")
+                      f"{', '.join(strangers)}{mixed}: neither is it that model nor was it trained against it (its "
+                      f"--old links), so their vectors live in different spaces and the results would mean nothing. "
+                      f"Query with that model or a model trained with --old pointing at it, or pass --force if you "
+                      f"know better.")
+
+
+def _models_with_vectors(index) -> list[tuple[dict, int]]:
+    """The index's models that made at least one of its vectors, with their counts."""
+    codes = getattr(index, "model_of_id", None)
+    if codes is None:
+        return [(model, 0) for model in index.models]
+    counts = np.bincount(codes, minlength=len(index.models))
+    return [(model, int(n)) for model, n in zip(index.models, counts, strict=True) if n > 0]
+
+
+def _relation(fingerprint: str, ancestors: set[str], model: dict) -> str | None:
+    held = model.get("fingerprint")
+    target = (model.get("embeds_into") or {}).get("fingerprint")
+    if fingerprint and fingerprint == held:
+        return "same"
+    if fingerprint and fingerprint == target:
+        return "target"
+    if held in ancestors or (target and target in ancestors):
+        return "trained"
+    if fingerprint and model.get("run") and fingerprint in lineage(model["run"]):
+        return "older"
+    return None
 
 
 def aligned(vectors: np.ndarray, dim: int, policy: str, source: str) -> np.ndarray:
