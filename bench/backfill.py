@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child import machine, write_report
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "backfill.json"
 
@@ -103,18 +104,14 @@ def main(argv=None) -> None:
         for _ in range(args.repeat):
             bare.append(bare_loop(work, args.data, args.batch))
             ours.append(compat_run(work, args.data, args.batch))
-    report = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                          "platform": platform.platform(), "python": platform.python_version(),
-                          "load_average_1min": os.getloadavg()[0]},
-              "backbone": args.backbone, "data": f"{args.data}:{args.split}", "items": items, "batch": args.batch,
+    report = {"machine": machine() | {"torch_threads": torch.get_num_threads()}, "backbone": args.backbone,
+              "data": f"{args.data}:{args.split}", "items": items, "batch": args.batch,
               "bare_seconds": bare, "compat_seconds": ours, "bare_items_per_second": items / min(bare),
               "compat_items_per_second": items / min(ours), "ratio": min(ours) / min(bare)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{items} items, {args.backbone}, batch {args.batch}: compat backfill run "
           f"{report['compat_items_per_second']:.0f} items/s, bare loop {report['bare_items_per_second']:.0f} items/s "
           f"(time ratio {report['ratio']:.2f})")
-    print(f"written to {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,10 @@ def machine() -> dict:
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "load_average": list(os.getloadavg())}
+
+
+def write_report(out, report: dict) -> None:
+    """Write the benchmark's JSON (its folder created) and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {out}")

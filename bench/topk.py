@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from child import machine, run_child, write_report
 
 DIM = 128
 DEFAULT_OUT = Path(__file__).parent / "results" / "topk.json"
@@ -90,23 +89,14 @@ def main(argv=None) -> None:
     gallery, query = write_data(args.workdir, args.gallery, args.queries, args.classes)
     spec = {"gallery": str(gallery), "query": str(query), "k": args.k}
     load_before = os.getloadavg()[0]
-    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"the child failed:\n{done.stderr}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    import torch
-
-    report = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                          "platform": platform.platform(), "python": platform.python_version(),
-                          "load_average_1min": [load_before, os.getloadavg()[0]]},
-              "n_gallery": args.gallery, "n_query": args.queries, "dim": DIM, "classes": args.classes, "k": args.k,
+    result = run_child(__file__, spec)
+    report = {"machine": machine() | {"load_average_before": load_before}, "n_gallery": args.gallery,
+              "n_query": args.queries, "dim": DIM, "classes": args.classes, "k": args.k,
               "gallery_file_bytes": gallery.stat().st_size, **result}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{args.queries} x {args.gallery}, k {args.k}: compat {result['compat_seconds']:.1f} s, faiss.knn "
           f"{result['faiss_seconds']:.1f} s, ratio {result['ratio']:.2f}, peak RSS "
           f"{result['peak_rss_bytes_after_compat'] / 2**30:.2f} GiB")
-    print(f"written to {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":
