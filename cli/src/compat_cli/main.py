@@ -63,6 +63,7 @@ def build_app() -> typer.Typer:
         env,
         evaluate,
         features,
+        importing,
         index,
         plugins,
         runs,
@@ -84,6 +85,7 @@ def build_app() -> typer.Typer:
     app.add_typer(runs.app, name="runs")
     app.add_typer(index.app, name="index")
     app.add_typer(backfill.app, name="backfill")
+    app.add_typer(importing.app, name="import")
     host.register_commands(app)
     return app
 
