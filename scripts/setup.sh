@@ -11,8 +11,9 @@ PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 fi
-# The plot and index extras too: the tests draw the plots and build faiss indexes instead of skipping them.
-packages=(-e "core[plot,index]" -e cli)
+# The plot, index and export extras too: the tests draw the plots, build faiss indexes and check ONNX exports
+# instead of skipping them.
+packages=(-e "core[plot,index,export]" -e cli)
 for plugin in plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] || continue
     if grep -q '^plot *=' "$plugin/pyproject.toml"; then

@@ -62,6 +62,7 @@ def build_app() -> typer.Typer:
         data,
         env,
         evaluate,
+        export,
         features,
         importing,
         index,
@@ -86,6 +87,7 @@ def build_app() -> typer.Typer:
     app.add_typer(index.app, name="index")
     app.add_typer(backfill.app, name="backfill")
     app.add_typer(importing.app, name="import")
+    app.command("export")(export.export)
     host.register_commands(app)
     return app
 

@@ -14,7 +14,8 @@ clash with the common training options; its config schema round-trips through YA
 step on a tiny model and tiny data gives finite named loss terms with ``total``; a one-epoch run
 exports a model that loads and embeds; a two-epoch run killed after its first epoch and resumed ends
 with exactly the weights of an uninterrupted one (the method's state survives ``--resume``); the
-exported model, written as a run directory and loaded back, embeds as it did in memory; and, opt-in
+exported model, written as a run directory and loaded back, embeds as it did in memory, and exports to
+ONNX for serving with onnxruntime's embeddings within 1e-4 of compat's; and, opt-in
 (``distributed=True`` or ``"exact"``), two gloo processes train it. Everything runs on the CPU in seconds (timm's ``test_resnet`` on scikit-learn's bundled digits).
 """
 
@@ -135,6 +136,22 @@ def check_export_reload(method: str, common: TrainConfig, own: MethodConfig, fol
     assert torch.allclose(before, after, atol=1e-5, rtol=1e-5), (
         f"the reloaded model embeds differently (max difference {float((before - after).abs().max()):.3g}): "
         f"state of the exported module is not in its safetensors weights or model.json")
+
+
+def check_serving_export(method: str, run: Path, folder: Path) -> None:
+    """The run exports to ONNX and the file, run by onnxruntime, embeds as compat does (within 1e-4).
+
+    Skipped with a warning where the ``export`` extra (onnx, onnxscript, onnxruntime) is not installed."""
+    import importlib.util
+    import warnings
+
+    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript", "onnxruntime")):
+        warnings.warn(f"{method}: ONNX export not checked (install compat-core[export])", stacklevel=2)
+        return
+    from compat_core.export import export_model
+
+    report = export_model(str(run), folder / f"{method}.onnx")
+    assert report["max_abs_difference"] <= 1e-4, report
 
 
 def check_export(method: str, common: TrainConfig, own: MethodConfig) -> None:
@@ -281,6 +298,7 @@ def run_conformance(plugin: Any, method: str, tmp_path: str | Path, *, needs_old
         check_one_step(method, common, own)
         check_export(method, common, own)
         check_export_reload(method, common, own, tmp_path / f"reload-{method}")
+        check_serving_export(method, tmp_path / f"reload-{method}", tmp_path)
         check_resume(method, common, own)
         if distributed:
             check_distributed(plugin, distribution, method, common, own, equal_to_single=distributed == "exact")

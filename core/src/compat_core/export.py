@@ -1,0 +1,195 @@
+"""Export a run's embedding model for serving (``compat export``): ONNX (read back with onnxruntime) or
+TorchScript, checked against compat's own embeddings before the file is put in place.
+
+The exported graph takes what compat's models take: uint8 RGB images, ``N x 3 x S x S`` at the model's input
+size S, and returns the deployed embedding ``N x D`` (not normalised). The normalisation (mean, std) is inside
+the graph, and recorded in the file's metadata with the rest a serving stack needs: input size, embedding
+dimension, the alignment policy against the old model (``dim_policy``), the method, the run's fingerprint.
+Whatever a run's model computes in ``embed`` is exported: an FCT or FastFill run exports the old model
+composed with its transformation (the gallery side), an ordinary run its backbone and projection.
+
+Example:
+    >>> report = export_model("runs/new-bct", "new-bct.onnx", data="fashion-mnist")  # doctest: +SKIP
+    >>> report["max_abs_difference"] < 1e-4  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compat_core.errors import CompatError
+
+FORMATS = ("onnx", "torchscript")
+EXPORT_FORMAT = "compat-export/1"
+
+
+def _embedder(model):
+    import torch
+
+    class Embedder(torch.nn.Module):
+        """``images -> model.embed(images)``: the one output a serving stack needs."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, images):
+            return self.inner.embed(images)
+
+    return Embedder(model).eval()
+
+
+def metadata(run: str, model) -> dict[str, str]:
+    """What the file records besides the graph (all values are strings, as ONNX metadata wants)."""
+    from compat_core.provenance import fingerprint
+
+    spec = model.spec
+    return {"format": EXPORT_FORMAT, "run": str(run), "fingerprint": fingerprint(run), "method": spec.method,
+            "input": "uint8 RGB, N x 3 x S x S", "input_size": str(spec.input["size"]),
+            "mean": json.dumps(spec.input["mean"]), "std": json.dumps(spec.input["std"]),
+            "embedding_dim": str(model.embedding_dim), "dim_policy": str(spec.dim_policy or ""),
+            "normalized": "false"}
+
+
+def sample_images(model, data: str | None, split: str, count: int = 16):
+    """A batch of real images of ``data`` at the model's input size, or seeded random ones without data."""
+    import torch
+
+    size = int(model.spec.input["size"])
+    if not data:
+        return torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8,
+                             generator=torch.Generator().manual_seed(0)), "random uint8 images (no --data)"
+    from compat_core.data import open_dataset
+
+    dataset = open_dataset(data, split=split, image_size=size)
+    positions = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(np.int64)
+    return dataset.load_images(positions), f"{len(positions)} images of {data}:{split}"
+
+
+def export_model(run: str, out: str | Path, *, fmt: str = "onnx", opset: int = 18, dynamic_batch: bool = True,
+                 data: str | None = None, split: str = "test", tolerance: float = 1e-4) -> dict[str, Any]:
+    """Write ``out`` (atomically, only once the parity check has passed) and return the check's report."""
+    import torch
+
+    from compat_core.io import write_atomic
+    from compat_core.models.run import load_model
+
+    if fmt not in FORMATS:
+        raise CompatError(f"--format {fmt}: use one of {', '.join(FORMATS)}.")
+    model = load_model(run).eval()
+    embedder = _embedder(model)
+    images, what = sample_images(model, data, split)
+    with torch.no_grad():
+        expected = embedder(images).numpy()
+    info = metadata(run, model)
+    writer = _write_onnx if fmt == "onnx" else _write_torchscript
+    runner = _run_onnx if fmt == "onnx" else _run_torchscript
+    report: dict[str, Any] = {}
+
+    def write_and_check(tmp: Path) -> None:
+        with _quiet():
+            writer(embedder, images, tmp, info, opset=opset, dynamic_batch=dynamic_batch)
+            got = runner(tmp, images)
+            if dynamic_batch:  # one image too: the batch dimension really is free
+                got = np.concatenate([runner(tmp, images[:1]), got[1:]]) if len(images) > 1 else got
+        difference = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+        report.update(max_abs_difference=difference, checked_on=what, tolerance=tolerance, format=fmt,
+                      out=str(out), metadata=info)
+        if not difference <= tolerance:
+            raise CompatError(f"the exported {fmt} model of {run} embeds {what} up to {difference:.3g} away from "
+                              f"compat's own embeddings (tolerance {tolerance:g}, shapes {got.shape} and "
+                              f"{expected.shape}), so {out} was not written. Try another --opset, or --format "
+                              f"{'torchscript' if fmt == 'onnx' else 'onnx'}.")
+
+    write_atomic(out, write_and_check)
+    return report
+
+
+def _write_onnx(embedder, images, path: Path, info: dict[str, str], *, opset: int, dynamic_batch: bool) -> None:
+    import torch
+
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch's exporter needs it)
+    except ImportError:
+        raise CompatError("ONNX export needs onnx, onnxscript and onnxruntime. Install them with `pip install "
+                          "'compat-core[export]'`, or use --format torchscript.") from None
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    try:
+        program = torch.onnx.export(embedder, (images,), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
+                                    input_names=["images"], output_names=["embedding"], verbose=False)
+    except Exception as exc:  # the exporter's own errors name the module and operator it could not trace
+        raise CompatError(f"torch could not export the model to ONNX: {_first_line(exc)}. The method's model "
+                          f"holds an operation the exporter does not support; try --format torchscript.") from None
+    program.save(str(path))
+    proto = onnx.load(str(path))
+    for key, value in info.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def _run_onnx(path: Path, images) -> np.ndarray:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CompatError("checking an ONNX export needs onnxruntime. Install it with `pip install "
+                          "'compat-core[export]'`.") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+
+
+def _write_torchscript(embedder, images, path: Path, info: dict[str, str], **_: Any) -> None:
+    import torch
+
+    try:
+        traced = torch.jit.trace(embedder, (images,), check_trace=False)
+    except Exception as exc:
+        raise CompatError(f"torch could not trace the model: {_first_line(exc)}. Try --format onnx.") from None
+    torch.jit.save(traced, str(path), _extra_files={"compat.json": json.dumps(info)})
+
+
+def _run_torchscript(path: Path, images) -> np.ndarray:
+    import torch
+
+    loaded = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return loaded(images).numpy()
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an exported file (ONNX or TorchScript)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        return {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+    import torch
+
+    files = {"compat.json": ""}
+    with _quiet():
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return json.loads(files["compat.json"] or "{}")
+
+
+def _quiet():
+    """Silence the exporters' progress prints and deprecation warnings (the report says what matters)."""
+    import contextlib
+    import io
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
