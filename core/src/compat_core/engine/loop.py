@@ -169,8 +169,11 @@ class _Trainer:
         return data
 
     def _load_old_models(self) -> list:
-        from compat_core.models.old import load_old_model
+        from compat_core.models.old import FeaturesOnlyOld, load_old_model
 
+        features = getattr(self.options, "old_features", None)
+        if not self.config.old and features:  # the old model's features, without the model (MixBCT's way)
+            return [FeaturesOnlyOld(features, self.method_name)]
         return [load_old_model(source, self.device) for source in self.config.old]
 
     def _build_method(self, ctx: MethodContext) -> Method:

@@ -16,7 +16,9 @@ MAX_LINKS = 32  # old_model links followed from the query run (a chain of genera
 
 
 def lineage(run: str) -> dict[str, str]:
-    """Fingerprint -> run of ``run`` and of every run it was trained against, following ``old_model`` links."""
+    """Fingerprint -> run of ``run`` and of every run it was trained against, following ``old_model`` links; a
+    link to a feature file (a model trained from ``--old-features`` alone) adds the fingerprint the file
+    records of the model that made it."""
     from compat_core.models.run import is_run_dir, old_model_links
     from compat_core.provenance import fingerprint
 
@@ -24,6 +26,11 @@ def lineage(run: str) -> dict[str, str]:
     todo = [run]
     while todo and len(found) < MAX_LINKS:
         current = todo.pop()
+        if current and current.endswith(".npz") and Path(current).is_file():
+            mark = _recorded_fingerprint(current)
+            if mark:
+                found.setdefault(mark, current)
+            continue
         if not current or not is_run_dir(current):
             continue
         mark = fingerprint(current)
@@ -32,6 +39,14 @@ def lineage(run: str) -> dict[str, str]:
         found[mark] = current
         todo.extend(old_model_links(current))
     return found
+
+
+def _recorded_fingerprint(path: str) -> str:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return str(npz["model_fingerprint"]) if "model_fingerprint" in npz.files else ""
+    except (OSError, ValueError):
+        return ""
 
 
 RELATIONS = ("same", "target", "trained", "older")  # in the order one word sums up a mixed index

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -77,3 +78,58 @@ def load_old_model(source: str, device: str | torch.device = "cpu") -> OldModel:
                           f"Pass a run directory written by `compat train`.")
     raise CompatError(f"--old {source}: no such run directory, and no plugin knows this reference. "
                       f"Train the old model first with `compat train baseline --out {source} ...`.")
+
+
+class FeaturesOnlyOld:
+    """The old model when only its features of the training data are given (``--old-features`` without
+    ``--old``), as the MixBCT repository trains: its dimension, classes and fingerprint come from the file.
+
+    Methods that need no more than old embeddings of the training images (``l2``, ``triplet``, ``contrastive``,
+    ``nccl``, ``mixbct``, ``bct`` with synthesized rows) train with it; anything else a method asks of it (its
+    classifier, running it on images) is one error saying that this method needs the old model itself.
+    Its ``source`` is the feature file, which the new run records as its ``old_model``: provenance follows
+    the file's recorded fingerprint.
+    """
+
+    features_only = True  # OldModel has no such attribute: ``getattr(old, "features_only", False)``
+
+    def __init__(self, path: str, method: str):
+        if not Path(path).is_file():
+            raise CompatError(f"--old-features {path}: no such file. Create it with `compat features extract "
+                              f"--model OLD --data DATA --split train --out {path}`.")
+        with np.load(path, allow_pickle=False) as npz:
+            shape = npz["features"].shape if "features" in npz.files else (0, 0)
+            self.fingerprint = str(npz["model_fingerprint"]) if "model_fingerprint" in npz.files else ""
+            self.recorded_run = str(npz["model"]) if "model" in npz.files else ""
+            names = npz["model_classes"] if "model_classes" in npz.files else npz.get("classes", [])
+            self._classes = [str(c) for c in names]
+        self.source, self.method, self.embedding_dim = str(path), method, int(shape[1])
+
+    @property
+    def classes(self) -> list[str]:
+        return self._classes
+
+    def to(self, device) -> FeaturesOnlyOld:
+        return self
+
+    def _needs_model(self, what: str):
+        raise CompatError(f"`compat train {self.method}` needs the old model itself (--old RUN): it uses the old "
+                          f"model's {what}, which --old-features {self.source} does not hold. Pass --old too (with "
+                          f"--old-features the old embeddings still come from the file).")
+
+    def embed(self, images):
+        self._needs_model("forward pass on images")
+
+    forward = __call__ = embed
+
+    @property
+    def classifier(self):
+        self._needs_model("classifier")
+
+    @property
+    def spec(self):
+        self._needs_model("specification (model.json)")
+
+    @property
+    def model(self):
+        self._needs_model("weights")

@@ -121,8 +121,10 @@ def assemble_rows(*, new_classes: list[str], old_classes: list[str], old_weight:
 def build_old_classifier(config, ctx, old_embeddings, method: str = "bct") -> OldClassifier:
     """Build the :class:`OldClassifier` of ``ctx.old_model`` for the training data ``ctx.data``."""
     old = ctx.old_model
-    head = old.classifier
-    head_type = (old.spec.head or {}).get("type", "linear")
+    # Only features of the old model (--old-features without --old): every row is synthesized, none read.
+    features_only = getattr(old, "features_only", False) and config.synthesize == "all"
+    head = None if features_only else old.classifier
+    head_spec = {} if features_only else (old.spec.head or {})
     new_classes = [str(c) for c in ctx.data.classes]
     old_classes = [str(c) for c in old.classes]
     if config.synthesize == "new-only" and head is None:
@@ -139,7 +141,7 @@ def build_old_classifier(config, ctx, old_embeddings, method: str = "bct") -> Ol
         label_map = read_label_map(config.label_map, new_classes, old_classes)
     old_weight = None if head is None else head.weight.detach()
     old_bias = None
-    if head is not None and head_type == "linear":
+    if head is not None and head_spec.get("type", "linear") == "linear":
         old_bias = getattr(head, "bias", None)
     old_row = set(old_classes)
     needs_synthesis = config.synthesize == "all" or any(
@@ -156,7 +158,7 @@ def build_old_classifier(config, ctx, old_embeddings, method: str = "bct") -> Ol
         new_classes=new_classes, old_classes=old_classes, old_weight=None if old_weight is None else old_weight.cpu(),
         old_bias=None if old_bias is None else old_bias.cpu(), means=means.cpu(), synthesize=config.synthesize,
         label_map=label_map, normalize=config.normalize_synthesized, scale_to_real=config.scale_synthesized)
-    kind, scale = scoring(config, old.spec.head or {}, num_rows=len(weight))
+    kind, scale = scoring(config, head_spec, num_rows=len(weight))
     report = None
     if features is not None:
         weight, bias, report = fit_and_measure(
