@@ -29,7 +29,18 @@ EXPORT_FORMAT = "compat-export/1"
 
 
 def _embedder(model):
+    import copy
+
     import torch
+    from torch.nn.utils import parametrize
+
+    # Parametrised weights (BT^2's orthogonal maps) are computed from other tensors at every call, through
+    # operations the ONNX exporter lacks; for inference their current value is all that matters.
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
     class Embedder(torch.nn.Module):
         """``images -> model.embed(images)``: the one output a serving stack needs."""
@@ -191,5 +202,12 @@ def _quiet():
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+    """The exception's type and its first line, plus the first line that names an operator or a module (the
+    exporter's first line is generic)."""
+    import re
+
+    text = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    telling = next((line for line in text[1:] if re.search(r"aten::|aten\.|Unsupported|not supported|module", line)),
+                   "")
+    first = text[0][:300] if text else ""
+    return f"{type(exc).__name__}: {first}" + (f" ({telling[:300]})" if telling else "")
