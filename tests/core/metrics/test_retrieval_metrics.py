@@ -359,3 +359,12 @@ def test_importing_the_package_does_not_import_torch():
     script = "import sys, compat_core.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_rows_with_more_positives_than_an_int16_table_holds():
+    # 36,000 positives per row: the kernel's cell table switches from int16 to int32 entries.
+    rng = np.random.default_rng(13)
+    query, gallery = features(rng, 3, "cosine", d=6), features(rng, 40000, "cosine", d=6)
+    query_labels, gallery_labels = np.array([0, 1, 0]), (rng.random(40000) < 0.1).astype(np.int64)
+    expected = reference_metrics(query, query_labels, gallery, gallery_labels)
+    assert_matches(retrieval_metrics(query, query_labels, gallery, gallery_labels), expected)
