@@ -136,10 +136,16 @@ def commit(index_dir: str | Path, number: int, ids: np.ndarray, vectors: np.ndar
                      span=np.array([start_at, stop], np.int64), time=np.array([time.time(), seconds]))
             handle.flush()
             os.fsync(handle.fileno())
-        if os.environ.get("COMPAT_FAILPOINT") == f"backfill-commit:{number}":  # tests: die inside a commit
-            os.kill(os.getpid(), 9)
+        failpoint(f"backfill-commit:{number}")  # tests: die inside a commit (file written, not yet renamed)
 
     write_atomic(path, writer)
+
+
+def failpoint(name: str) -> None:
+    """Die by SIGKILL here when ``COMPAT_FAILPOINT`` names this point (how the tests kill a migration at an
+    exact moment)."""
+    if os.environ.get("COMPAT_FAILPOINT") == name:
+        os.kill(os.getpid(), 9)
 
 
 def read_batch(path: Path) -> dict[str, np.ndarray]:

@@ -162,6 +162,7 @@ def _embed_and_commit(options, model, dataset, positions, ids, bounds, first, qu
             if not np.array_equal(base.numpy(), ids[a:b]):
                 raise CompatError("the dataset returned other images than the plan asked for; report this bug.")
             journal.commit(options.index, number, ids[a:b], vectors, a, b, time.perf_counter() - began)
+            journal.failpoint(f"backfill-after-commit:{number}")
             if queries is not None and b in wanted:
                 _measure(options, queries, b, len(ids))
 
