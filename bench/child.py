@@ -31,3 +31,17 @@ def write_report(out, report: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {out}")
+
+
+def parse_or_run_child(parser, argv, child_function, default_out):
+    """Add ``--out`` and the hidden ``--child SPEC`` to ``parser``; in a child, run ``child_function(spec)`` and
+    return None, else return the parsed arguments."""
+    import argparse
+
+    parser.add_argument("--out", type=type(default_out), default=default_out)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child_function(json.loads(args.child))
+        return None
+    return args

@@ -22,7 +22,7 @@ import resource
 import time
 from pathlib import Path
 
-from child import machine, run_child
+from child import machine, parse_or_run_child, run_child
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "large_head.json"
 
@@ -90,11 +90,8 @@ def main() -> None:
     parser.add_argument("--head", default="arcface")
     parser.add_argument("--batch", type=int, default=128, help="global batch")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(json.loads(args.child))
+    args = parse_or_run_child(parser, None, child, DEFAULT_OUT)
+    if args is None:
         return
     rows = []
     for world in (1, 2):

@@ -28,7 +28,7 @@ import resource
 import time
 from pathlib import Path
 
-from child import machine, run_child
+from child import machine, parse_or_run_child, run_child
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "prototypes.json"
 TASKS = ("read", "class_means", "credible_mask", "unibct_refine", "advbct_boundaries")
@@ -94,11 +94,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(json.loads(args.child))
+    args = parse_or_run_child(parser, None, child, DEFAULT_OUT)
+    if args is None:
         return
     results = {task: measure(task, args) for task in TASKS}
     floor = results["read"]["seconds"]

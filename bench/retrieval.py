@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from child import parse_or_run_child
+
 DIM = 128
 DEFAULT_OUT = Path(__file__).parent / "results" / "retrieval.json"
 
@@ -167,11 +169,8 @@ def main(argv=None) -> None:
     parser.add_argument("--sort-max", type=int, default=20_000, help="largest size for the full-sort variant")
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement up to --repeat-max")
     parser.add_argument("--repeat-max", type=int, default=100_000, help="larger sizes run once")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(json.loads(args.child))
+    args = parse_or_run_child(parser, argv, child, DEFAULT_OUT)
+    if args is None:
         return
 
     machine = _machine()

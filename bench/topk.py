@@ -25,7 +25,7 @@ import resource
 import time
 from pathlib import Path
 
-from child import machine, run_child, write_report
+from child import machine, parse_or_run_child, run_child, write_report
 
 DIM = 128
 DEFAULT_OUT = Path(__file__).parent / "results" / "topk.json"
@@ -79,11 +79,8 @@ def main(argv=None) -> None:
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("-k", type=int, default=100)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/compat-bench-topk"))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(json.loads(args.child))
+    args = parse_or_run_child(parser, argv, child, DEFAULT_OUT)
+    if args is None:
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     gallery, query = write_data(args.workdir, args.gallery, args.queries, args.classes)
