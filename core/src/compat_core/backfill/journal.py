@@ -52,11 +52,8 @@ def locked(index_dir: str | Path, what: str):
     folder = folder_of(index_dir)
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / LOCK, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+    holder = _try_lock(handle)
+    if holder:
         handle.close()
         raise CompatError(f"{index_dir}: another compat process ({holder}) is changing this index's migration, "
                           f"so `{what}` cannot run now. Wait for it to end (`compat backfill status {index_dir}`), "
@@ -72,13 +69,34 @@ def locked(index_dir: str | Path, what: str):
         handle.close()
 
 
+def _try_lock(handle) -> str | None:
+    """Take the lock on the open lock file ``handle`` without waiting; else return who holds it."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        return handle.read().strip() or "another process"
+    return None
+
+
+def holder(index_dir: str | Path) -> str | None:
+    """The process holding the migration's lock, or None (found by trying to take it)."""
+    path = folder_of(index_dir) / LOCK
+    if not path.is_file():
+        return None
+    with open(path, "a+") as handle:
+        held_by = _try_lock(handle)
+        if held_by is None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return held_by
+
+
 def start(index, plan: dict[str, Any], model: dict[str, str], boundaries: list[int],
           settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Begin a migration of ``index`` (read with no migration in progress): keep its manifest, write the
     journal, then name the migration in the manifest (the commit point of the start)."""
     folder = folder_of(index.path)
-    for stale in (folder / BATCHES, folder / JOURNAL, folder / CURVE, folder / PLAN_IDS):  # a start that died
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    clear(index.path)  # what a start that died left
     manifest_file = index.path / "manifest.json"
     before = manifest_file.read_bytes()
     write_atomic(folder / BEFORE, lambda tmp: tmp.write_bytes(before))

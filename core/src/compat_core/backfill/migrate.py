@@ -77,7 +77,8 @@ def run(options: BackfillRun, say=print) -> dict[str, Any]:
             _measure(options, queries, done, n)
         if done:
             say(f"resuming: {done} of {n} items already re-embedded ({len(batches)} batches committed)")
-        _embed_and_commit(options, model, dataset, positions, plan["ids"], bounds, len(batches), queries, wanted)
+        _embed_and_commit(options, model, dataset, positions, plan["ids"], bounds, len(batches), queries, wanted,
+                          index.manifest["metric"])
         points = journal.curve_points(options.index)
     return _curve(points, wanted, n, options.k)
 
@@ -141,14 +142,13 @@ def _journal(index, options: BackfillRun, plan: dict[str, Any], mark: str) -> di
                          {"eval_every": options.eval_every, "k": options.k, "queries": options.queries})
 
 
-def _embed_and_commit(options, model, dataset, positions, ids, bounds, first, queries, wanted) -> None:
+def _embed_and_commit(options, model, dataset, positions, ids, bounds, first, queries, wanted, metric: str) -> None:
     import torch
 
     from compat_core.engine.batches import iterate
     from compat_core.index.store import prepare
     from compat_core.progress import track
 
-    metric = _metric(options.index)
     spans = [(bounds[b], bounds[b + 1]) for b in range(first, len(bounds) - 1)]
     batches = [positions[a:b] for a, b in spans]
     label = f"re-embed {Path(options.index).name} with {Path(options.model).name}"
@@ -165,12 +165,6 @@ def _embed_and_commit(options, model, dataset, positions, ids, bounds, first, qu
             journal.failpoint(f"backfill-after-commit:{number}")
             if queries is not None and b in wanted:
                 _measure(options, queries, b, len(ids))
-
-
-def _metric(index_dir: str) -> str:
-    from compat_core.io import read_json
-
-    return read_json(Path(index_dir) / "manifest.json", "Rebuild the index.")["metric"]
 
 
 def _queries(options: BackfillRun, model, index):
@@ -282,21 +276,4 @@ def status(index_dir: str) -> dict[str, Any]:
     return {"state": state.get("state", "running") if done < total or state.get("state") == "finalizing"
             else "complete", "index": str(index_dir), "done": done, "total": total, "fraction": done / max(total, 1),
             "batches": len(files), "rate": rate, "seconds_left": (total - done) / rate if rate else None,
-            "order": state["plan"]["order"], "model": state["model"], "held_by": _holder(index_dir)}
-
-
-def _holder(index_dir: str) -> str | None:
-    """The process holding the lock, or None (tested by trying to take it)."""
-    import fcntl
-
-    path = journal.folder_of(index_dir) / journal.LOCK
-    if not path.is_file():
-        return None
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            return handle.read().strip() or "another process"
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
+            "order": state["plan"]["order"], "model": state["model"], "held_by": journal.holder(index_dir)}

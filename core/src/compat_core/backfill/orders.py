@@ -82,16 +82,15 @@ def embed_ids(run: str, ids: np.ndarray, *, data: str | None, split: str, device
 
 def positions_of(dataset, ids: np.ndarray, source: str) -> np.ndarray:
     """Positions in ``dataset`` of the items whose dataset indices are ``ids``; unknown ids are one error."""
-    base = np.asarray(dataset.base_indices, dtype=np.int64)
-    order = np.argsort(base, kind="stable")
-    found = np.minimum(np.searchsorted(base[order], ids), max(len(base) - 1, 0))
-    ok = base[order][found] == ids if len(base) else np.zeros(len(ids), bool)
+    from compat_core.lookup import rows_of
+
+    rows, ok = rows_of(np.asarray(dataset.base_indices, dtype=np.int64), ids)
     if not np.all(ok):
         missing = ids[~ok]
         raise CompatError(f"{source} holds no images with the dataset indices {missing[:5].tolist()} "
                           f"({len(missing)} of {len(ids)} ids): the index was built on other data. Pass the --data "
                           f"and split the index was built from (`compat index info` names them).")
-    return order[found]
+    return rows
 
 
 def make_plan(name: str, request: OrderRequest, index_path: str) -> dict[str, Any]:

@@ -139,9 +139,10 @@ def search(index: Index, query, k: int = 10, *, force: bool = False, source: str
 
 def topk_metrics(ids: np.ndarray, labels: np.ndarray, index: Index, k: int, own: bool) -> dict[str, float]:
     """CMC top-1 and top-k (recall@k) and mAP@k of the returned ids against the index's labels."""
-    order = np.argsort(index.ids)
-    position = np.searchsorted(index.ids[order], np.where(ids < 0, index.ids[order][0], ids))
-    found = np.where(ids < 0, -1, index.labels[order][position])  # faiss pads with -1 when it has fewer than k
+    from compat_core.lookup import rows_of
+
+    rows, held = rows_of(index.ids, ids.ravel())  # faiss pads with -1 (held by none) when it has fewer than k
+    found = np.where(held, index.labels[rows], -1).reshape(ids.shape)
     hits = found == labels[:, None]
     positives = np.bincount(index.labels, minlength=int(max(labels.max(initial=0), index.labels.max(initial=0)) + 1))
     return scores_from_hits(hits, positives[labels] - (1 if own else 0), k)

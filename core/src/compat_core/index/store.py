@@ -158,13 +158,13 @@ def read(folder: str | Path) -> Index:
 
 def positions(index: Index, ids: np.ndarray) -> np.ndarray:
     """Rows of the item table holding ``ids``; ids the index does not hold are one error."""
-    order = np.argsort(index.ids, kind="stable")
-    found = np.minimum(np.searchsorted(index.ids[order], ids), max(len(order) - 1, 0))
-    ok = index.ids[order][found] == ids if len(order) else np.zeros(len(ids), bool)
+    from compat_core.lookup import rows_of
+
+    rows, ok = rows_of(index.ids, ids)
     if not np.all(ok):
         raise CompatError(f"{index.path}: it holds no vectors for the ids {np.asarray(ids)[~ok][:5].tolist()} "
                           f"({int((~ok).sum())} of {len(ids)}).")
-    return order[found]
+    return rows
 
 
 def vectors_of(index: Index, ids: np.ndarray) -> np.ndarray:

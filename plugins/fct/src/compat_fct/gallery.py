@@ -132,9 +132,10 @@ def uncertainty_order(request) -> np.ndarray:
     if sigma is None:
         raise CompatError(f"--old {source} gives no per-item uncertainty. Pass a `compat train fastfill` run (or its "
                           f"`compat fct transform` features), or use --order random.")
-    order = np.argsort(feats.index, kind="stable")
-    found = np.minimum(np.searchsorted(feats.index[order], request.ids), max(len(order) - 1, 0))
-    if len(order) == 0 or not np.array_equal(feats.index[order][found], request.ids):
+    from compat_core.lookup import rows_of
+
+    rows, found = rows_of(feats.index, request.ids)
+    if not found.all():
         raise CompatError(f"--old {source} does not cover every item of the index (other data or split). Pass the "
                           f"run or features of the images the index was built from.")
-    return request.ids[np.argsort(-sigma[order][found], kind="stable")]
+    return request.ids[np.argsort(-sigma[rows], kind="stable")]

@@ -182,13 +182,14 @@ def _image_keys(file: RecordFile, keys: np.ndarray, offsets: np.ndarray, idx: Pa
         labels, _ = unpack(payload)
         if IR_HEADER.unpack_from(payload)[0] > 0:  # header record: images are keys 1 .. labels[0] - 1
             wanted = np.arange(1, int(labels[0]), dtype=np.int64)
-            order = np.argsort(keys, kind="stable")
-            where = np.searchsorted(keys[order], wanted).clip(0, len(keys) - 1)
-            missing = np.flatnonzero(keys[order][where] != wanted)
+            from compat_core.lookup import rows_of
+
+            rows, found = rows_of(keys, wanted)
+            missing = np.flatnonzero(~found)
             if len(missing):
                 raise CompatError(f"{idx}: the header record says images are keys 1..{int(labels[0]) - 1}, but key "
                                   f"{wanted[missing[0]]} is not in the index. Rebuild the index of the .rec file.")
-            return wanted, offsets[order][where]
+            return wanted, offsets[rows]
     return keys, offsets
 
 
