@@ -128,6 +128,9 @@ seeds: {old: [1], new: [2]}
     (("name: t", "name: t\nepochs: 3"), ["unknown key epochs"]),
     (("bct: {method: bct}", "bct: {method: bct, sett: {}}"), ["unknown key methods.bct.sett", "'set'"]),
     (("common: {", "common: {seed: 4, "), ["common sets 'seed'"]),
+    (("bct: {method: bct}", "bct: {method: bct, teachers: [1, 21]}"), ["teachers: seed(s) 1", "21-28"]),
+    (("bct: {method: bct}", "bct: {method: bct, teachers: [21, 21]}"), ["listed twice"]),
+    (("old_model: false}", "old_model: false, teachers: [21]}"), ["reference 'independent' lists teachers"]),
 ])
 def test_bad_study_files_are_one_paragraph_errors(tmp_path, change, fragments):
     path = write(tmp_path, BASE.replace(*change))
@@ -198,4 +201,5 @@ def test_the_shipped_pct_study_file_is_valid():
     if "fashion-mnist: no Fashion-MNIST" in proc.stderr:
         pytest.skip("Fashion-MNIST is not installed here (dataset-fashion-mnist)")
     assert proc.returncode == 0, proc.stderr
-    assert "29 runs" in proc.stdout and "classification evaluations" in proc.stdout
+    assert "39 runs" in proc.stdout and "classification evaluations" in proc.stdout
+    assert "teacher-s28" in proc.stdout and "8 teachers" in proc.stdout

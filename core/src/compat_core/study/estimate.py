@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from compat_core.study.plan import PlannedRun, old_run, plan_pairs, plan_runs
+from compat_core.study.plan import PlannedRun, plan_pairs, plan_runs
 from compat_core.study.runner import run_status
 from compat_core.study.spec import StudySpec
 
@@ -26,11 +26,10 @@ def print_plan(console, spec: StudySpec, study_dir: str | Path, only: list[str] 
     runs = plan_runs(spec, study_dir, only)
     resolved = resolve_runs(runs)  # a bad option shows in the dry run, not an hour into the real one
     table = Table(title=f"study {spec.name}: {len(runs)} runs", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("run", "method", "seed", "old model", "status"):
+    for column in ("run", "method", "seed", "against", "status"):
         table.add_column(column, no_wrap=True)
     for run in runs:
-        old = Path(run.options["old"][0]).name if run.options.get("old") else "-"
-        table.add_row(run.name, run.method, str(run.seed), old, run_status(run))
+        table.add_row(run.name, run.method, str(run.seed), run.against, run_status(run))
     console.print(table)
     pairs = plan_pairs(spec, runs)
     console.print(f"{len(pairs)} {spec.evaluation.task} evaluations on {', '.join(spec.evaluation.splits)}; "
@@ -58,8 +57,8 @@ def estimate_seconds(spec: StudySpec, runs: list[PlannedRun], resolved: dict) ->
             sizes[common.classes] = len(parse_classes(common.classes, data))
         steps = math.ceil(sizes[common.classes] * keep / common.batch_size) * common.epochs
         total += steps * measure_step(common, cache=per_step)
-        if run.old_seed is not None:  # the old model embeds every batch too (old runs are always planned)
-            old_common, _ = resolved[old_run(run.old_seed)]
+        for old in run.options.get("old") or []:  # old model and teachers embed every batch (always planned)
+            old_common, _ = resolved[Path(old).name]
             total += steps * measure_step(old_common, backward=False, cache=per_step)
     return total
 

@@ -1,7 +1,8 @@
 """What a study computes: its runs (with their exact training options) and its evaluations.
 
-Runs are ordered old models first, then the reference, then method by method over every seed pair,
-so a study stopped early holds complete methods rather than a little of each.
+Runs are ordered old models first, then the teachers some entries train against (ELODI's ensemble),
+then the reference, then method by method over every seed pair, so a study stopped early holds
+complete methods rather than a little of each.
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ class PlannedRun:
 
     @property
     def role(self) -> str:
-        return "old" if self.entry == "old" else "method"
+        return self.entry if self.entry in ("old", "teacher") else "method"
+
+    @property
+    def against(self) -> str:
+        """The runs it trains against, in words: ``old-s1``, ``old-s1 + 8 teachers``, ``8 teachers``, ``-``."""
+        olds = [Path(path).name for path in self.options.get("old") or []]
+        teachers = sum(name.startswith("teacher-s") for name in olds)
+        words = [name for name in olds if not name.startswith("teacher-s")]
+        if teachers:
+            words.append(f"{teachers} teacher{'s' if teachers > 1 else ''}")
+        return " + ".join(words) or "-"
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,10 @@ class Pair:
 
 def old_run(seed: int) -> str:
     return f"old-s{seed}"
+
+
+def teacher_run(seed: int) -> str:
+    return f"teacher-s{seed}"
 
 
 def new_run(entry: str, new_seed: int, old_seed: int | None) -> str:
@@ -75,10 +90,10 @@ def plan_runs(spec: StudySpec, study_dir: str | Path, only: list[str] | None = N
         from compat_core.study.chain import plan_chain_runs
 
         return runs + plan_chain_runs(spec, study_dir, base, only)
-    entries = [spec.reference] + [n for n in spec.methods if n != spec.reference]
+    entries = [n for n in [spec.reference, *spec.methods] if not only or n in only or n == spec.reference]
+    entries = list(dict.fromkeys(entries))
+    runs += _teacher_runs(spec, study_dir, base, entries)
     for name in entries:
-        if only and name not in only and name != spec.reference:
-            continue
         entry = spec.methods[name]
         old_seeds = spec.seeds.old if entry.old_model else [None]
         for old_seed in old_seeds:
@@ -86,10 +101,21 @@ def plan_runs(spec: StudySpec, study_dir: str | Path, only: list[str] | None = N
                 run_name = new_run(name, new_seed, old_seed)
                 options = {**base, "classes": spec.new.classes, **spec.new.set, **entry.set, "seed": new_seed,
                            "out": str(Path(study_dir) / "runs" / run_name)}
-                if old_seed is not None:
-                    options["old"] = [str(Path(study_dir) / "runs" / old_run(old_seed))]
+                olds = ([old_run(old_seed)] if old_seed is not None else []) + list(map(teacher_run, entry.teachers))
+                if olds:
+                    options["old"] = [str(Path(study_dir) / "runs" / run) for run in olds]
                 runs.append(PlannedRun(run_name, name, entry.method, new_seed, old_seed, new_seed, options))
     return runs
+
+
+def _teacher_runs(spec: StudySpec, study_dir: str | Path, base: dict[str, Any],
+                  entries: list[str]) -> list[PlannedRun]:
+    """The teachers the ``entries`` train against: models trained like the reference, each seed once."""
+    reference = spec.methods[spec.reference]
+    seeds = dict.fromkeys(seed for name in entries for seed in spec.methods[name].teachers)
+    return [PlannedRun(teacher_run(seed), "teacher", reference.method, seed, None, None, {
+        **base, "classes": spec.new.classes, **spec.new.set, **reference.set, "seed": seed,
+        "out": str(Path(study_dir) / "runs" / teacher_run(seed))}) for seed in seeds]
 
 
 def seed_pairs(spec: StudySpec, entry: str) -> list[tuple[int, int, str]]:

@@ -161,7 +161,7 @@ class StudyRunner:
                  f"{len(self.pairs)} evaluations -> {self.dir}")
         for number, run in enumerate(todo, 1):
             status = run_status(run)
-            against = f", old model {Path(run.options['old'][0]).name}" if run.options.get("old") else ""
+            against = f", against {run.against}" if run.options.get("old") else ""
             self.log(f"[{number}/{len(todo)}] train {run.name} ({run.method}, seed {run.seed}{against})"
                      + (" - resuming" if status == "partial" else ""))
             common, own = resolved[run.name]

@@ -19,7 +19,10 @@ A study is a YAML file such as ``studies/digits-smoke.yaml``::
 instead: each new model's accuracy and negative flips against its old model (NFR, NFI, BTC, BEC).
 
 Every old seed is paired with every new seed; the reference (the independently trained new model,
-the denominator of the update gain) trains once per new seed.
+the denominator of the update gain) trains once per new seed. An entry may also train against an
+ensemble of teachers, models trained like the reference with seeds of their own (ELODI)::
+
+      elodi: {method: elodi, old_model: false, teachers: [21, 22, 23, 24, 25, 26, 27, 28]}
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ class MethodEntry(_Strict):
     set: dict[str, Any] = Field(default_factory=dict, description="The method's options and common overrides.")
     reference: bool = Field(False, description="The independently trained new model (update gain denominator).")
     old_model: bool = Field(True, description="Train against the old model (--old); false for independent runs.")
+    teachers: list[int] = Field(default_factory=list, description=(
+        "Seeds of independently trained models of the new architecture (the reference entry's options) that "
+        "this method also trains against, as further --old runs after the old model (ELODI's ensemble of 8). "
+        "Each trains once, shared by every entry that lists its seed; none may be an old or new seed."))
 
 
 class Seeds(_Strict):
@@ -186,6 +193,25 @@ def _known_keys(loc: tuple) -> list[str]:
     return sorted(model.model_fields)
 
 
+def _check_teachers(where: str, spec: StudySpec) -> None:
+    taken = set(spec.seeds.old) | set(spec.seeds.new)
+    for name, entry in spec.methods.items():
+        if not entry.teachers:
+            continue
+        if entry.reference:
+            raise CompatError(f"{where}: the reference {name!r} lists teachers, but it is the independently "
+                              f"trained new model. Remove `teachers` from it.")
+        if spec.chain is not None:
+            raise CompatError(f"{where}: methods.{name}.teachers: a chain study trains each generation against "
+                              f"the one before; teachers are not supported there. Remove `teachers`.")
+        clash = sorted(taken & set(entry.teachers))
+        if clash or len(set(entry.teachers)) != len(entry.teachers):
+            what = (f"seed(s) {', '.join(map(str, clash))} are also old or new seeds" if clash
+                    else "a seed is listed twice")
+            raise CompatError(f"{where}: methods.{name}.teachers: {what}. Each teacher is an independent draw: "
+                              f"give it a seed of its own that no old or new model uses, e.g. 21-28.")
+
+
 def check_study(path: Path, spec: StudySpec, installed: list[str] | None) -> None:
     """Cross-field rules that the schema alone cannot state."""
     where = f"study file {path}"
@@ -213,6 +239,7 @@ def check_study(path: Path, spec: StudySpec, installed: list[str] | None) -> Non
                           f"model is not an independent draw); use e.g. odd old seeds and even new seeds.")
     if len(set(spec.seeds.old)) != len(spec.seeds.old) or len(set(spec.seeds.new)) != len(spec.seeds.new):
         raise CompatError(f"{where}: a seed is listed twice in seeds.old or seeds.new. List each seed once.")
+    _check_teachers(where, spec)
     if spec.chain is not None:
         first = spec.chain.generations[0].classes
         if spec.evaluation.task != "retrieval":
