@@ -1,4 +1,5 @@
-"""``compat features extract|class-means|denoise``: feature files, class prototypes, credible samples."""
+"""``compat features extract|transform|class-means|denoise``: feature files, stored vectors mapped into
+another space, class prototypes, credible samples."""
 
 from __future__ import annotations
 
@@ -49,6 +50,25 @@ def extract(
     features.save(out, feats, fp16=fp16)  # with the model's fingerprint (compat_core.provenance)
     Console(stderr=True).print(f"[green]wrote[/] {out}: {feats.features.shape[0]} x {feats.features.shape[1]}"
                                + (" (float16)" if fp16 else ""))
+
+
+@app.command("transform")
+def transform(
+    model: Annotated[str, typer.Option("--model", help="Adapter run directory (`compat train adapter`).")],
+    features_file: Annotated[str, typer.Option("--features", help="Stored vectors of the space it maps from (.npz).")],
+    out: Annotated[str, typer.Option("--out", help="Output .npz: the vectors in the space it maps into.")],
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+) -> None:
+    """Map stored vectors through an adapter run, reading no image (e.g. an old gallery whose images are gone);
+    the output is a feature file every evaluator and `compat index build --features` reads."""
+    from compat_core import features
+    from compat_core.engine.distributed import resolve_device
+    from compat_core.transform import transform_stored
+
+    _check_out(out)
+    feats = transform_stored(model, _read_features(features_file), device=str(resolve_device(device)))
+    features.save(out, feats)
+    Console(stderr=True).print(f"[green]wrote[/] {out}: {feats.features.shape[0]} x {feats.features.shape[1]}")
 
 
 def _read_features(path: str):

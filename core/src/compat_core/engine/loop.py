@@ -105,6 +105,8 @@ class _Trainer:
                                           inputs=(*cfg.old, cfg.data))
         self.dist.barrier()
         self.run_dir = self.folder.write
+        if getattr(self.method, "fits_once", False):
+            return self._fit_once()
         self.optimizer = self._build_optimizer()
         self.lr_at = lambda step: lr_factor(step, total_steps=total, steps_per_epoch=self.plan.steps_per_epoch,
                                             config=cfg)
@@ -132,6 +134,31 @@ class _Trainer:
         if self.dist.is_main:
             self._save_final_model()
         self.dist.barrier()
+        return TrainResult(self.folder.path, self.history)
+
+    def _fit_once(self) -> TrainResult:
+        """A method that fits itself in one call (``Method.fits_once``): no optimizer, no epochs, nothing to
+        resume (a killed fit starts again, and seeds make it end the same)."""
+        if self.dist.enabled:
+            raise CompatError(f"`compat train {self.method_name}` fits in one process; run it without torchrun.")
+        self.reporter.note(f"fitting {self.method_name} -> {self.folder.path} on {self.device}")
+        for note in getattr(self.method, "notes", ()):
+            self.reporter.note(note)
+        started = time.perf_counter()
+        try:
+            write_text(self.run_dir / "config.yaml", self.resolved_yaml)  # a killed fit is then `unstarted`
+            fit = dict(self.method.fit())
+            record = {"epoch": 1, "epochs": 1, "loss": {"total": float(fit.pop("loss"))}, "fit": fit,
+                      "seconds": time.perf_counter() - started}
+            append_line(self.run_dir / "history.jsonl", json.dumps(record))
+            from compat_core.models.run import save_model
+
+            save_model(self.method.export(), self.run_dir)
+        except BaseException:
+            self.folder.abandon()
+            raise
+        self.folder.commit()
+        self.history = [record]
         return TrainResult(self.folder.path, self.history)
 
     def _notes(self, start_epoch: int) -> None:

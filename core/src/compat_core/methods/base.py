@@ -93,8 +93,8 @@ class MethodContext:
 class Method(nn.Module):
     """Base class of training methods.
 
-    Subclasses set ``config_class`` and implement :meth:`forward`. Optional: :meth:`on_epoch_start`,
-    :meth:`on_epoch_end`, :meth:`param_groups`, :meth:`export`.
+    Subclasses set ``config_class`` and implement :meth:`forward` (or set ``fits_once`` and implement
+    :meth:`fit`). Optional: :meth:`on_epoch_start`, :meth:`on_epoch_end`, :meth:`param_groups`, :meth:`export`.
 
     ``forward`` returns named scalars: ``total`` (what is backpropagated), the loss terms that make it up
     (logged per epoch under ``loss``), and the names listed in ``scalars``, logged under ``scalars`` and
@@ -129,6 +129,10 @@ class Method(nn.Module):
     #: Buffers broadcast from rank 0 once per epoch, right after :meth:`on_epoch_start`, instead of every
     #: step (a feature table the method rebuilds at the start of an epoch).
     synced_buffers: tuple[str, ...] = ()
+    #: True for a method that fits itself in one call of :meth:`fit` (a closed-form map between two frozen
+    #: spaces, a short fit on cached embeddings) instead of epochs of batches: the engine then builds no
+    #: optimizer, runs no epochs, writes ``fit``'s record as the run's history and exports the model.
+    fits_once: bool = False
 
     def __init__(self, config: MethodConfig, ctx: MethodContext):
         super().__init__()
@@ -150,6 +154,11 @@ class Method(nn.Module):
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups; override to give a module its own lr (e.g. a discriminator)."""
         return default_param_groups(self, lr, weight_decay)
+
+    def fit(self) -> dict[str, Any]:
+        """Fit the method in one call (only when ``fits_once``); returns a JSON-safe record of the fit whose
+        ``loss`` (the fit's objective) becomes the run's one history entry's ``loss.total``."""
+        raise NotImplementedError
 
     def export(self) -> nn.Module:
         """The deployable model written to the run directory (the new embedding model by default)."""

@@ -106,6 +106,10 @@ def check_one_step(method: str, common: TrainConfig, own: MethodConfig) -> dict[
     import torch
 
     module, batch = _build(method, common, own)
+    if getattr(module, "fits_once", False):  # fitted in one call, not by steps: the fit's objective is finite
+        record = module.fit()
+        assert "loss" in record and math.isfinite(float(record["loss"])), f"fit() must return a finite 'loss': {record}"
+        return {"total": float(record["loss"])}
     module.train()
     module.on_epoch_start(0)
     optimizer = torch.optim.SGD(module.param_groups(common.lr, 0.0), lr=common.lr)
@@ -180,24 +184,35 @@ def check_resume(method: str, common: TrainConfig, own: MethodConfig) -> None:
     base = Path(common.out)
     full = common.model_copy(update={"out": str(base.with_name(base.name + "-full")), "epochs": 2})
     killed = full.model_copy(update={"out": str(base.with_name(base.name + "-killed"))})
-    original = loop._Trainer._train_epoch
+    hook = "_fit_once" if getattr(get_host().methods.lookup(method).get("factory"), "fits_once", False) \
+        else "_train_epoch"
+    original = getattr(loop._Trainer, hook)
 
     def dies_in_second_epoch(self, epoch):
         if epoch == 1:
             raise _Killed()
         return original(self, epoch)
 
+    def dies_after_fitting(self):  # a method fitted in one call: killed once fitted, before anything is saved
+        fit = self.method.fit
+
+        def dying():
+            fit()
+            raise _Killed()
+        self.method.fit = dying
+        return original(self)
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one intra-op thread: CPU kernels are run-to-run deterministic
     try:
         train(method, full, own)
-        loop._Trainer._train_epoch = dies_in_second_epoch
+        setattr(loop._Trainer, hook, dies_after_fitting if hook == "_fit_once" else dies_in_second_epoch)
         try:
             train(method, killed, own)
         except _Killed:
             pass
         finally:
-            loop._Trainer._train_epoch = original
+            setattr(loop._Trainer, hook, original)
         assert not (Path(killed.out) / "model.safetensors").exists(), "the killed run should not have finished"
         train(method, killed, own, resume=True)
     finally:

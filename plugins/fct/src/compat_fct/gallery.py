@@ -79,8 +79,14 @@ def transform_features(run: str, old: FeatureSet, side: FeatureSet | None, *, ol
     """
     import torch
 
-    from compat_fct.transformed import load_transformation
+    from compat_fct.transformed import is_fct_run, load_transformation
 
+    if not is_fct_run(Path(run)):  # an adapter run (compat-adapter): core maps stored vectors through it
+        from compat_core.transform import transform_stored
+
+        if side is not None:
+            raise CompatError(f"{run} is not an FCT run and takes no side information; drop --side-info-features.")
+        return transform_stored(run, old, flag=old_path, device=device), None
     transformation, fct = load_transformation(Path(run), device)
     spec = transformation.spec
     _check_dim(old, spec.old_dim, old_path, "old", fct["sources"].get("old"))

@@ -106,6 +106,16 @@ def load_transformation(run_dir: str | Path, device: str = "cpu") -> tuple[Trans
     return transformation.to(device).eval(), fct
 
 
+def is_fct_run(run_dir: Path) -> bool:
+    """False only for a run another plugin loads (its model.json names a loader that is not FCT's): such a run
+    may map stored vectors itself (an adapter). Plain and broken runs count as FCT runs, so that
+    :func:`fct_section` names what is wrong with them."""
+    if not (run_dir / "model.json").is_file():
+        return True
+    data = read_run_json(run_dir)
+    return "fct" in data.get("extra", {}) or data.get("loader") in (None, LOADER)
+
+
 def fct_section(run_dir: Path) -> dict[str, Any]:
     """``extra.fct`` of a run's model.json; a clear error for a run that is not an FCT run."""
     if not (run_dir / "model.json").is_file() or not (run_dir / WEIGHTS).is_file():
