@@ -73,6 +73,21 @@ def test_stored_vectors_are_mapped_as_the_run_embeds_images(runs, tmp_path):
         assert np.array_equal(mapped["index"], np.load(tmp_path / "a.npz")["index"])
 
 
+def test_the_map_exports_as_its_own_graph_and_composed_with_the_old_model(runs, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = runs["root"] / "a-affine"
+    if not out.exists():
+        fit(runs, "a-affine", "--kind", "affine")
+    compat("export", out, "--out", tmp_path / "a.onnx", "--with-transformation", "--data", "digits")
+    compat("features", "extract", "--model", runs["old"], *TINY_FLAGS, "--split", "test", "--out", tmp_path / "o.npz")
+    compat("features", "transform", "--model", out, "--features", tmp_path / "o.npz", "--out", tmp_path / "t.npz")
+    session = onnxruntime.InferenceSession(str(tmp_path / "a.transformation.onnx"))
+    mapped = session.run(None, {"old": np.load(tmp_path / "o.npz")["features"]})[0]
+    assert np.abs(mapped - np.load(tmp_path / "t.npz")["features"]).max() < 1e-4
+    assert (tmp_path / "a.onnx").is_file()
+
+
 def test_new_to_old_maps_queries_into_the_untouched_old_index(runs, tmp_path):
     out = fit(runs, "n2o", "--direction", "new-to-old")
     assert json.loads((out / "model.json").read_text())["embeds_into"] == runs["old"]

@@ -247,3 +247,25 @@ def test_a_fastfill_gallery_index_is_migrated_for_real_in_uncertainty_order(runs
     assert real["backfilled"] == [0, 150, 300, 450]
     for key in ("top1", "top5"):
         assert real["curves"][key] == pytest.approx(simulated["curves"][key], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_the_transformation_exports_as_its_own_graph_and_maps_stored_vectors_as_fct_transform(runs, capsys, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    for name in ("old", "side"):
+        ok(capsys, "features", "extract", "--model", runs[name], "--data", "digits", "--out", tmp_path / f"{name}.npz",
+           "--device", "cpu")
+    ok(capsys, "fct", "transform", "--model", runs["fastfill"], "--old-features", tmp_path / "old.npz",
+       "--side-info-features", tmp_path / "side.npz", "--out", tmp_path / "h.npz", "--device", "cpu")
+    output = ok(capsys, "export", runs["fastfill"], "--out", tmp_path / "ff.onnx", "--with-transformation")
+    assert "old: float32 N x 16, side_info: float32 N x 12" in " ".join(output.split())
+    session = onnxruntime.InferenceSession(str(tmp_path / "ff.transformation.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["old", "side_info"]
+    with np.load(tmp_path / "old.npz") as old, np.load(tmp_path / "side.npz") as side, np.load(tmp_path / "h.npz") as h:
+        mapped = session.run(None, {"old": old["features"], "side_info": side["features"]})[0]
+        assert np.abs(mapped - h["features"]).max() < 1e-4  # every stored vector, not only the checked ones
+    assert (tmp_path / "ff.onnx").is_file()
+    user_error(capsys, "export", runs["old"], "--out", tmp_path / "o.onnx", "--with-transformation",
+               fragments=["has no transformation of stored vectors"])
+    assert not (tmp_path / "o.onnx").exists()

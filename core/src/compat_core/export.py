@@ -87,7 +87,6 @@ def export_model(run: str, out: str | Path, *, fmt: str = "onnx", opset: int = 1
     """Write ``out`` (atomically, only once the parity check has passed) and return the check's report."""
     import torch
 
-    from compat_core.io import write_atomic
     from compat_core.models.run import load_model
 
     if fmt not in FORMATS:
@@ -98,22 +97,79 @@ def export_model(run: str, out: str | Path, *, fmt: str = "onnx", opset: int = 1
     with torch.no_grad():
         expected = embedder(images).numpy()
     info = metadata(run, model)
+    return _write_checked(embedder, (images,), expected, out, info, fmt=fmt, opset=opset,
+                          dynamic_batch=dynamic_batch, tolerance=tolerance, what=what, names=(["images"], "embedding"),
+                          subject=f"model of {run}")
+
+
+def export_transformation(run: str, out: str | Path, *, fmt: str = "onnx", opset: int = 18,
+                          dynamic_batch: bool = True, tolerance: float = 1e-4) -> dict[str, Any]:
+    """Export the transformation of an adapter or FCT run as a graph of its own: stored vectors in (one input
+    per ``transformation_inputs`` entry, float32 ``N x d``), mapped vectors out; checked like the model.
+
+    Example:
+        >>> export_transformation("runs/adapter", "adapter.transformation.onnx")  # doctest: +SKIP
+    """
+    import torch
+
+    from compat_core.models.run import load_model
+
+    if fmt not in FORMATS:
+        raise CompatError(f"--format {fmt}: use one of {', '.join(FORMATS)}.")
+    model = load_model(run).eval()
+    if not hasattr(model, "transform_embeddings"):
+        raise CompatError(f"--with-transformation: {run} has no transformation of stored vectors (its model is a "
+                          f"{type(model).__name__}); only adapter, FCT and FastFill runs have one. Drop the flag.")
+    inputs = list(model.transformation_inputs)
+    if not 1 <= len(inputs) <= 2:
+        raise CompatError(f"--with-transformation: {run}'s transformation takes {len(inputs)} inputs; the export "
+                          f"handles one or two (vectors, side information).")
+
+    class Transformation(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, first, second=None):  # torch.export wants named arguments, not *args
+            return self.inner.transform_embeddings(first) if second is None else \
+                self.inner.transform_embeddings(first, second)
+
+    module = Transformation(model).eval()
+    generator = torch.Generator().manual_seed(0)
+    vectors = tuple(torch.randn(16, dim, generator=generator) for _, dim in inputs)
+    with torch.no_grad():
+        expected = module(*vectors).numpy()
+    info = {**metadata(run, model), "input": ", ".join(f"{name}: float32 N x {dim}" for name, dim in inputs),
+            "graph": "transformation", "embeds_into": str(model.spec.embeds_into or "")}
+    for key in ("input_size", "mean", "std"):
+        info.pop(key)
+    return _write_checked(module, vectors, expected, out, info, fmt=fmt, opset=opset, dynamic_batch=dynamic_batch,
+                          tolerance=tolerance, what="16 seeded random vectors",
+                          names=([name for name, _ in inputs], "mapped"), subject=f"transformation of {run}")
+
+
+def _write_checked(module, args: tuple, expected: np.ndarray, out: str | Path, info: dict[str, str], *, fmt: str,
+                   opset: int, dynamic_batch: bool, tolerance: float, what: str, names: tuple[list[str], str],
+                   subject: str) -> dict[str, Any]:
+    """Write ``out`` atomically, only once the file reproduces ``expected`` on ``args`` within ``tolerance``."""
+    from compat_core.io import write_atomic
+
     writer = _write_onnx if fmt == "onnx" else _write_torchscript
     runner = _run_onnx if fmt == "onnx" else _run_torchscript
     report: dict[str, Any] = {}
 
     def write_and_check(tmp: Path) -> None:
         with _quiet():
-            writer(embedder, images, tmp, info, opset=opset, dynamic_batch=dynamic_batch)
-            got = runner(tmp, images)
-            if dynamic_batch:  # one image too: the batch dimension really is free
-                got = np.concatenate([runner(tmp, images[:1]), got[1:]]) if len(images) > 1 else got
+            writer(module, args, tmp, info, opset=opset, dynamic_batch=dynamic_batch, names=names)
+            got = runner(tmp, args)
+            if dynamic_batch and len(args[0]) > 1:  # one row too: the batch dimension really is free
+                got = np.concatenate([runner(tmp, tuple(a[:1] for a in args)), got[1:]])
         difference = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
         report.update(max_abs_difference=difference, checked_on=what, tolerance=tolerance, format=fmt,
                       out=str(out), metadata=info)
         if not difference <= tolerance:
-            raise CompatError(f"the exported {fmt} model of {run} embeds {what} up to {difference:.3g} away from "
-                              f"compat's own embeddings (tolerance {tolerance:g}, shapes {got.shape} and "
+            raise CompatError(f"the exported {fmt} {subject} computes {what} up to {difference:.3g} away from "
+                              f"compat's own results (tolerance {tolerance:g}, shapes {got.shape} and "
                               f"{expected.shape}), so {out} was not written. Try another --opset, or --format "
                               f"{'torchscript' if fmt == 'onnx' else 'onnx'}.")
 
@@ -121,7 +177,8 @@ def export_model(run: str, out: str | Path, *, fmt: str = "onnx", opset: int = 1
     return report
 
 
-def _write_onnx(embedder, images, path: Path, info: dict[str, str], *, opset: int, dynamic_batch: bool) -> None:
+def _write_onnx(module, args: tuple, path: Path, info: dict[str, str], *, opset: int, dynamic_batch: bool,
+                names: tuple[list[str], str]) -> None:
     import torch
 
     try:
@@ -130,10 +187,11 @@ def _write_onnx(embedder, images, path: Path, info: dict[str, str], *, opset: in
     except ImportError:
         raise CompatError("ONNX export needs onnx, onnxscript and onnxruntime. Install them with `pip install "
                           "'compat-core[export]'`, or use --format torchscript.") from None
-    shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    batch = torch.export.Dim("batch")
+    shapes = tuple({0: batch} for _ in args) if dynamic_batch else None
     try:
-        program = torch.onnx.export(embedder, (images,), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
-                                    input_names=["images"], output_names=["embedding"], verbose=False)
+        program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=shapes, opset_version=opset,
+                                    input_names=names[0], output_names=[names[1]], verbose=False)
     except Exception as exc:  # the exporter's own errors name the module and operator it could not trace
         raise CompatError(f"torch could not export the model to ONNX: {_first_line(exc)}. The method's model "
                           f"holds an operation the exporter does not support; try --format torchscript.") from None
@@ -145,32 +203,33 @@ def _write_onnx(embedder, images, path: Path, info: dict[str, str], *, opset: in
     onnx.save(proto, str(path))
 
 
-def _run_onnx(path: Path, images) -> np.ndarray:
+def _run_onnx(path: Path, args: tuple) -> np.ndarray:
     try:
         import onnxruntime
     except ImportError:
         raise CompatError("checking an ONNX export needs onnxruntime. Install it with `pip install "
                           "'compat-core[export]'`.") from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+    feeds = {entry.name: arg.numpy() for entry, arg in zip(session.get_inputs(), args, strict=True)}
+    return session.run(None, feeds)[0]
 
 
-def _write_torchscript(embedder, images, path: Path, info: dict[str, str], **_: Any) -> None:
+def _write_torchscript(module, args: tuple, path: Path, info: dict[str, str], **_: Any) -> None:
     import torch
 
     try:
-        traced = torch.jit.trace(embedder, (images,), check_trace=False)
+        traced = torch.jit.trace(module, args, check_trace=False)
     except Exception as exc:
         raise CompatError(f"torch could not trace the model: {_first_line(exc)}. Try --format onnx.") from None
     torch.jit.save(traced, str(path), _extra_files={"compat.json": json.dumps(info)})
 
 
-def _run_torchscript(path: Path, images) -> np.ndarray:
+def _run_torchscript(path: Path, args: tuple) -> np.ndarray:
     import torch
 
     loaded = torch.jit.load(str(path), map_location="cpu")
     with torch.no_grad():
-        return loaded(images).numpy()
+        return loaded(*args).numpy()
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

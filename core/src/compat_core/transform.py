@@ -1,8 +1,10 @@
 """Map stored vectors through a run that transforms embeddings (an adapter run of compat-adapter), without
 an image: in production the old gallery's images may be gone, only their vectors remain.
 
-A run's model transforms stored vectors when it has ``transform_embeddings(x)`` and ``input_dim`` (the
-dimension of the vectors it takes); :func:`transform_stored` checks and applies it in blocks.
+A run's model transforms stored vectors when it has ``transform_embeddings(*vectors)`` and
+``transformation_inputs`` (a ``(name, dimension)`` per vector it takes: an adapter takes one, an FCT run
+with side information two); :func:`transform_stored` applies a one-input transformation in blocks, and
+``compat export --with-transformation`` exports any of them as a graph of its own.
 
 Example:
     >>> feats = transform_stored("runs/adapter", load("old-gallery.npz"))  # doctest: +SKIP
@@ -33,10 +35,14 @@ def transform_stored(run: str, feats: FeatureSet, *, flag: str = "--features", d
         raise CompatError(f"--model {run} embeds images but does not map stored vectors (its model is a "
                           f"{type(model).__name__}). Pass an adapter run (`compat train adapter`); for an FCT or "
                           f"FastFill run use `compat fct transform`.")
-    dim = feats.features.shape[1]
-    if dim != model.input_dim:
-        raise CompatError(f"{flag} has {dim}-dim vectors but {run} maps {model.input_dim}-dim ones. Pass the "
-                          f"vectors of the model the adapter maps from (its model.json: extra.adapter.sources).")
+    inputs = model.transformation_inputs
+    if len(inputs) != 1:
+        raise CompatError(f"--model {run} maps {' and '.join(n for n, _ in inputs)} vectors together; this command "
+                          f"takes one kind. Use `compat fct transform --old-features F --side-info-features F`.")
+    dim, wanted = feats.features.shape[1], inputs[0][1]
+    if dim != wanted:
+        raise CompatError(f"{flag} has {dim}-dim vectors but {run} maps {wanted}-dim {inputs[0][0]} ones. Pass the "
+                          f"vectors of the model it maps from (its model.json names its sources).")
     blocks = []
     with torch.inference_mode():
         for start in range(0, len(feats.labels), BLOCK):

@@ -104,9 +104,10 @@ class AdaptedModel(nn.Module):
         return self.adapter.spec.out_dim
 
     @property
-    def input_dim(self) -> int:
-        """Dimension of the source-space vectors ``transform_embeddings`` takes."""
-        return self.adapter.spec.in_dim
+    def transformation_inputs(self) -> list[tuple[str, int]]:
+        """The vectors ``transform_embeddings`` takes: (name, dimension) of the source space."""
+        direction = self.spec.extra.get("adapter", {}).get("direction", "old-to-new")
+        return [("old" if direction == "old-to-new" else "new", self.adapter.spec.in_dim)]
 
     def transform_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.adapter(embeddings)

@@ -68,6 +68,16 @@ class TransformedModel(nn.Module):
     def has_uncertainty(self) -> bool:
         return self.transformation.uncertainty_head is not None
 
+    @property
+    def transformation_inputs(self) -> list[tuple[str, int]]:
+        """The vectors ``transform_embeddings`` takes: old embeddings, and side-info ones when trained with them."""
+        spec = self.transformation.spec
+        return [("old", spec.old_dim)] + ([] if self.side_info is None else [("side_info", spec.side_dim)])
+
+    def transform_embeddings(self, old: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
+        """h(old, side) of stored vectors (without side information, the old embedding stands in for it)."""
+        return self.transformation(old, old if side is None else side).embedding
+
     def embed_with_uncertainty(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         old = self.old.embed(images)
         side = old if self.side_info is None else self.side_info.embed(images)
