@@ -55,12 +55,24 @@ def estimate_seconds(spec: StudySpec, runs: list[PlannedRun], resolved: dict) ->
         if common.classes not in sizes:
             data = open_dataset(spec.data, split="train", image_size=8)
             sizes[common.classes] = len(parse_classes(common.classes, data))
-        steps = math.ceil(sizes[common.classes] * keep / common.batch_size) * common.epochs
-        total += steps * measure_step(common, cache=per_step)
-        for old in run.options.get("old") or []:  # old model and teachers embed every batch (always planned)
-            old_common, _ = resolved[Path(old).name]
+        if _fits_once(run.method):  # embeds a sample with its frozen models, then fits in seconds
+            samples = min(sizes[common.classes] * keep, getattr(resolved[run.name][1], "fit_samples", 10000))
+            steps = math.ceil(samples / common.batch_size)
+            total += steps * measure_step(common, backward=False, cache=per_step)
+        else:
+            steps = math.ceil(sizes[common.classes] * keep / common.batch_size) * common.epochs
+            total += steps * measure_step(common, cache=per_step)
+        frozen = [*(run.options.get("old") or []), *([run.options["new"]] if run.options.get("new") else [])]
+        for source in frozen:  # old model, teachers, a transformation's reference: each embeds every batch
+            old_common, _ = resolved[Path(source).name]
             total += steps * measure_step(old_common, backward=False, cache=per_step)
     return total
+
+
+def _fits_once(method: str) -> bool:
+    from compat_core.plugins import get_host
+
+    return bool(getattr(get_host().methods.lookup(method).get("factory"), "fits_once", False))
 
 
 def measure_step(common, backward: bool = True, cache: dict | None = None, repeats: int = 3) -> float:

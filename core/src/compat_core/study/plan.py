@@ -34,12 +34,15 @@ class PlannedRun:
 
     @property
     def against(self) -> str:
-        """The runs it trains against, in words: ``old-s1``, ``old-s1 + 8 teachers``, ``8 teachers``, ``-``."""
+        """The runs it trains against, in words: ``old-s1``, ``old-s1 + 8 teachers``, ``8 teachers``,
+        ``old-s1 + independent-n2`` (a transformation), ``-``."""
         olds = [Path(path).name for path in self.options.get("old") or []]
         teachers = sum(name.startswith("teacher-s") for name in olds)
         words = [name for name in olds if not name.startswith("teacher-s")]
         if teachers:
             words.append(f"{teachers} teacher{'s' if teachers > 1 else ''}")
+        if self.options.get("new"):  # a transformation between the old model and this reference
+            words.append(Path(self.options["new"]).name)
         return " + ".join(words) or "-"
 
 
@@ -101,6 +104,8 @@ def plan_runs(spec: StudySpec, study_dir: str | Path, only: list[str] | None = N
                 run_name = new_run(name, new_seed, old_seed)
                 options = {**base, "classes": spec.new.classes, **spec.new.set, **entry.set, "seed": new_seed,
                            "out": str(Path(study_dir) / "runs" / run_name)}
+                if entry.transforms:  # it maps between the old model and this new seed's reference
+                    options["new"] = str(Path(study_dir) / "runs" / new_run(spec.reference, new_seed, None))
                 olds = ([old_run(old_seed)] if old_seed is not None else []) + list(map(teacher_run, entry.teachers))
                 if olds:
                     options["old"] = [str(Path(study_dir) / "runs" / run) for run in olds]
@@ -151,8 +156,24 @@ def plan_pairs(spec: StudySpec, runs: list[PlannedRun]) -> list[Pair]:
         for seed in spec.seeds.old:
             pairs[Pair(old_run(seed), old_run(seed), split)] = None
         for entry in spec.methods:
-            for old_seed, _, name in seed_pairs(spec, entry):
+            for old_seed, new_seed, name in seed_pairs(spec, entry):
                 if name in planned:
-                    pairs[Pair(name, name, split)] = None
-                    pairs[Pair(name, old_run(old_seed), split)] = None
+                    for query, gallery in retrieval_pairs(spec, entry, old_seed, new_seed).values():
+                        pairs[Pair(query, gallery, split)] = None
     return list(pairs)
+
+
+def retrieval_pairs(spec: StudySpec, entry: str, old_seed: int, new_seed: int) -> dict[str, tuple[str, str]]:
+    """The (query run, gallery run) behind each number of one seed pair of a retrieval study: ``old_old``,
+    ``new_old`` (the method's compatibility), ``new_new`` (the deployed new model alone) and ``reference``.
+
+    A ``transforms: gallery`` entry is scored as the reference's queries against its transformed old
+    gallery, a ``transforms: queries`` entry as its mapped queries against the old gallery; the deployed new
+    model of both is the reference itself.
+    """
+    transforms = spec.methods[entry].transforms
+    run = new_run(entry, new_seed, old_seed if spec.methods[entry].old_model else None)
+    old, reference = old_run(old_seed), new_run(spec.reference, new_seed, None)
+    new_old = (reference, run) if transforms == "gallery" else (run, old)
+    new_new = (reference, reference) if transforms else (run, run)
+    return {"old_old": (old, old), "new_old": new_old, "new_new": new_new, "reference": (reference, reference)}

@@ -15,7 +15,7 @@ from typing import Any
 
 from compat_core.errors import CompatError
 from compat_core.study import classification
-from compat_core.study.plan import new_run, old_run, seed_pairs
+from compat_core.study.plan import retrieval_pairs, seed_pairs
 from compat_core.study.runner import read_study_dir
 from compat_core.study.spec import StudySpec
 from compat_core.study.stats import paired, summarize
@@ -83,9 +83,7 @@ def _load_results(study_dir: str | Path, split: str) -> dict[tuple[str, str], di
 def _per_pair(spec: StudySpec, entry: str, results: dict) -> tuple[list[dict], list[str]]:
     rows, missing = [], []
     for old_seed, new_seed, run in seed_pairs(spec, entry):
-        old, reference = old_run(old_seed), new_run(spec.reference, new_seed, None)
-        needed = {"old_old": (old, old), "new_old": (run, old), "new_new": (run, run),
-                  "reference": (reference, reference)}
+        needed = retrieval_pairs(spec, entry, old_seed, new_seed)
         if not all(key in results for key in needed.values()):
             missing.append(f"{old_seed}/{new_seed}")
             continue

@@ -23,6 +23,11 @@ the denominator of the update gain) trains once per new seed. An entry may also 
 ensemble of teachers, models trained like the reference with seeds of their own (ELODI)::
 
       elodi: {method: elodi, old_model: false, teachers: [21, 22, 23, 24, 25, 26, 27, 28]}
+
+and an entry may be a transformation between the old model and the reference of its new seed (FCT, an
+adapter), scored as the reference's queries against the transformed old gallery::
+
+      procrustes: {method: adapter, transforms: gallery, set: {kind: procrustes}}
 """
 
 from __future__ import annotations
@@ -65,6 +70,11 @@ class MethodEntry(_Strict):
     set: dict[str, Any] = Field(default_factory=dict, description="The method's options and common overrides.")
     reference: bool = Field(False, description="The independently trained new model (update gain denominator).")
     old_model: bool = Field(True, description="Train against the old model (--old); false for independent runs.")
+    transforms: Literal["gallery", "queries"] | None = Field(None, description=(
+        "The run maps between the old model and the reference of its new seed, which the study passes as --new "
+        "(fct, fastfill, adapter): `gallery` (old-to-new: the old gallery moved into the new space, scored as the "
+        "reference's queries against it) or `queries` (new-to-old: the reference's queries moved into the old "
+        "space, scored against the old gallery). New/new is the reference's own: the new model is unchanged."))
     teachers: list[int] = Field(default_factory=list, description=(
         "Seeds of independently trained models of the new architecture (the reference entry's options) that "
         "this method also trains against, as further --old runs after the old model (ELODI's ensemble of 8). "
@@ -193,6 +203,22 @@ def _known_keys(loc: tuple) -> list[str]:
     return sorted(model.model_fields)
 
 
+def _check_transforms(where: str, spec: StudySpec) -> None:
+    for name, entry in spec.methods.items():
+        if entry.transforms is None:
+            continue
+        if entry.reference or not entry.old_model:
+            raise CompatError(f"{where}: methods.{name}.transforms: a transformation maps between the old model and "
+                              f"the reference, so it needs the old model and cannot be the reference. Remove "
+                              f"`transforms`, or `old_model: false` / `reference: true`.")
+        if spec.chain is not None or spec.evaluation.task != "retrieval":
+            raise CompatError(f"{where}: methods.{name}.transforms is scored by retrieval between the old model and "
+                              f"the reference; it does not fit a chain or classification study. Remove it.")
+        if "new" in entry.set:
+            raise CompatError(f"{where}: methods.{name}.set gives `new`, but with `transforms` the study passes the "
+                              f"reference of each new seed as --new. Remove `new` from its set.")
+
+
 def _check_teachers(where: str, spec: StudySpec) -> None:
     taken = set(spec.seeds.old) | set(spec.seeds.new)
     for name, entry in spec.methods.items():
@@ -240,6 +266,7 @@ def check_study(path: Path, spec: StudySpec, installed: list[str] | None) -> Non
     if len(set(spec.seeds.old)) != len(spec.seeds.old) or len(set(spec.seeds.new)) != len(spec.seeds.new):
         raise CompatError(f"{where}: a seed is listed twice in seeds.old or seeds.new. List each seed once.")
     _check_teachers(where, spec)
+    _check_transforms(where, spec)
     if spec.chain is not None:
         first = spec.chain.generations[0].classes
         if spec.evaluation.task != "retrieval":
