@@ -97,3 +97,12 @@ def test_adapters_in_a_study_end_to_end(tmp_path):
     affine = report["methods"]["affine"]
     assert affine["n"] == 1 and affine["new_old"]["top1"]["mean"] > report["methods"]["independent"]["new_old"][
         "top1"]["mean"]
+
+
+def test_the_tables_say_what_new_old_means_for_a_transformation(tmp_path):
+    from compat_core.study.render import tables
+
+    test_the_gain_is_the_share_of_the_reference_gain_recovered(tmp_path)
+    title = tables(build_report(tmp_path, "test"))[0][0]
+    assert "up: the reference's queries against the transformed old gallery" in title
+    assert "down: the reference's queries mapped into the old space" in title

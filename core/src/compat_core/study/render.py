@@ -30,8 +30,12 @@ def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     held = lambda s, m: f"{s['criterion_held'][m]}/{s['n']}"  # noqa: E731
     rows = [[name, str(s["n"]), pm(s["new_old"]["top1"]), pm(s["new_old"]["mAP"]), held(s, "top1"),
              held(s, "mAP")] for name, s in methods.items()]
+    moved = {kind: [n for n, s in methods.items() if s.get("transforms") == kind] for kind in ("gallery", "queries")}
+    note = "".join(f"; {', '.join(names)}: {what}" for names, what in (
+        (moved["gallery"], "the reference's queries against the transformed old gallery"),
+        (moved["queries"], "the reference's queries mapped into the old space")) if names)
     out.append((f"new/old: new queries, old gallery ({report['split']}). Mean ± std over the seed pairs "
-                f"(n of {n_all}); held: M(new, old) > M(old, old) in k of n pairs",
+                f"(n of {n_all}); held: M(new, old) > M(old, old) in k of n pairs{note}",
                 ["method", "n", "top-1", "mAP", "held top-1", "held mAP"], rows))
     rows = [[name, pm(s["new_new"]["top1"]), pm(s["new_new"]["mAP"]),
              pm(s["new_new_vs_reference"]["top1"]["diff"]), pm(s["new_new_vs_reference"]["mAP"]["diff"])]

@@ -60,6 +60,8 @@ def build_report(study_dir: str | Path, split: str = "test", compare_to: str | N
         missing[entry] = absent
         if rows:
             methods[entry] = summarise(spec.methods[entry].method, rows)
+            if task == "retrieval" and spec.methods[entry].transforms:
+                methods[entry]["transforms"] = spec.methods[entry].transforms
     if comparison in methods:
         for entry, summary in methods.items():
             if entry != comparison:
