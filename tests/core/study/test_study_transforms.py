@@ -106,3 +106,11 @@ def test_the_tables_say_what_new_old_means_for_a_transformation(tmp_path):
     title = tables(build_report(tmp_path, "test"))[0][0]
     assert "up: the reference's queries against the transformed old gallery" in title
     assert "down: the reference's queries mapped into the old space" in title
+
+
+def test_the_reference_token_names_the_reference_of_the_same_new_seed():
+    spec = StudySpec.model_validate({**SPEC, "methods": {**SPEC["methods"], "bt2": {
+        "method": "bt2", "set": {"new_prime": "{reference}"}}}, "seeds": {"old": [1], "new": [2, 4]}})
+    runs = {run.name: run for run in plan_runs(spec, "s")}
+    assert runs["bt2-o1-n4"].options["new_prime"] == str(Path("s/runs/ref-n4"))
+    assert "new" not in runs["bt2-o1-n4"].options

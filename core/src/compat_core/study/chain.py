@@ -5,7 +5,7 @@
 generation k >= 2 trains on generation k's classes with ``--old`` = generation k - 1 of the same chain;
 the reference entry trains each generation k >= 2 independently (no old model), once per new seed. A
 method option whose value is ``"{reference}"`` becomes the reference run of the same generation and new
-seed (BT^2's ``new_prime: "{reference}"``).
+seed (BT^2's ``new_prime: "{reference}"``), as in single-update studies.
 
 Every (query, gallery) pair of a chain is evaluated, and the report gives, per method, Average
 Compatibility and Average Multi-model Accuracy (:func:`compat_core.metrics.compatibility.chain_metrics`)
@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from compat_core.study.plan import with_reference
 from compat_core.study.spec import StudySpec
 from compat_core.study.stats import paired, summarize
 
-REFERENCE_TOKEN = "{reference}"
 METRICS = ("top1", "mAP")
 
 
@@ -59,17 +59,13 @@ def plan_chain_runs(spec: StudySpec, study_dir: str | Path, base: dict[str, Any]
                     run_name = generation_run(name, k, new_seed, old_seed)
                     generation = generations[k - 1]
                     options = {**base, "classes": generation.classes, **spec.new.set, **generation.set,
-                               **_resolved(entry.set, root / generation_run(spec.reference, k, new_seed, None)),
+                               **with_reference(entry.set, root / generation_run(spec.reference, k, new_seed, None)),
                                "seed": new_seed, "out": str(root / run_name)}
                     if previous is not None:
                         options["old"] = [str(root / previous)]
                     runs.append(PlannedRun(run_name, name, entry.method, new_seed, old_seed, new_seed, options))
                     previous = run_name if old_seed is not None else None
     return runs
-
-
-def _resolved(values: dict[str, Any], reference: Path) -> dict[str, Any]:
-    return {k: (str(reference) if v == REFERENCE_TOKEN else v) for k, v in values.items()}
 
 
 def plan_chain_pairs(spec: StudySpec, planned: set[str]) -> list:

@@ -14,6 +14,8 @@ from typing import Any
 from compat_core.study.spec import StudySpec
 
 SPLIT_FILE = "split.json"
+#: A method option with this value is the reference run of the same new seed (BT^2's ``new_prime``).
+REFERENCE_TOKEN = "{reference}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ def old_run(seed: int) -> str:
     return f"old-s{seed}"
 
 
+def with_reference(values: dict[str, Any], reference: Path) -> dict[str, Any]:
+    """``values`` with every ``"{reference}"`` replaced by the path of ``reference``."""
+    return {k: (str(reference) if v == REFERENCE_TOKEN else v) for k, v in values.items()}
+
+
 def teacher_run(seed: int) -> str:
     return f"teacher-s{seed}"
 
@@ -102,10 +109,11 @@ def plan_runs(spec: StudySpec, study_dir: str | Path, only: list[str] | None = N
         for old_seed in old_seeds:
             for new_seed in spec.seeds.new:
                 run_name = new_run(name, new_seed, old_seed)
-                options = {**base, "classes": spec.new.classes, **spec.new.set, **entry.set, "seed": new_seed,
-                           "out": str(Path(study_dir) / "runs" / run_name)}
+                reference = Path(study_dir) / "runs" / new_run(spec.reference, new_seed, None)
+                options = {**base, "classes": spec.new.classes, **spec.new.set, **with_reference(entry.set, reference),
+                           "seed": new_seed, "out": str(Path(study_dir) / "runs" / run_name)}
                 if entry.transforms:  # it maps between the old model and this new seed's reference
-                    options["new"] = str(Path(study_dir) / "runs" / new_run(spec.reference, new_seed, None))
+                    options["new"] = str(reference)
                 olds = ([old_run(old_seed)] if old_seed is not None else []) + list(map(teacher_run, entry.teachers))
                 if olds:
                     options["old"] = [str(Path(study_dir) / "runs" / run) for run in olds]

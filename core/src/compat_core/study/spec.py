@@ -24,7 +24,8 @@ ensemble of teachers, models trained like the reference with seeds of their own 
 
       elodi: {method: elodi, old_model: false, teachers: [21, 22, 23, 24, 25, 26, 27, 28]}
 
-and an entry may be a transformation between the old model and the reference of its new seed (FCT, an
+A method option whose value is ``"{reference}"`` becomes the reference run of the same new seed
+(BT^2's ``new_prime: "{reference}"``), and an entry may be a transformation between the old model and the reference of its new seed (FCT, an
 adapter), scored as the reference's queries against the transformed old gallery::
 
       procrustes: {method: adapter, transforms: gallery, set: {kind: procrustes}}
