@@ -35,10 +35,11 @@ def print_plan(console, spec: StudySpec, study_dir: str | Path, only: list[str] 
     console.print(f"{len(pairs)} {spec.evaluation.task} evaluations on {', '.join(spec.evaluation.splits)}; "
                   f"{len(spec.seeds.old) * len(spec.seeds.new)} seed pairs per method.", highlight=False)
     todo = [run for run in runs if run_status(run) != "done"]
+    busy = _busy()
     seconds = estimate_seconds(spec, todo, resolved)
     console.print(f"estimated training time of the {len(todo)} runs left: {_duration(seconds)} on this "
                   f"machine (measured steps x step counts; method-specific extra work not included, so "
-                  f"expect more).", highlight=False)
+                  f"expect more){busy}.", highlight=False)
 
 
 def estimate_seconds(spec: StudySpec, runs: list[PlannedRun], resolved: dict) -> float:
@@ -110,6 +111,19 @@ def measure_step(common, backward: bool = True, cache: dict | None = None, repea
     if cache is not None:
         cache[key] = seconds
     return seconds
+
+
+def _busy() -> str:
+    """A warning when other work was running while the steps were measured (the estimate is then too high)."""
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return ""
+    cores = os.cpu_count() or 1
+    return (f"; the machine was busy while it measured (load {load:.1f} on {cores} cores), so the estimate is "
+            f"too high" if load > 0.75 * cores else "")
 
 
 def _duration(seconds: float) -> str:
