@@ -115,14 +115,3 @@ def test_the_reference_token_names_the_reference_of_the_same_new_seed():
     assert runs["bt2-o1-n4"].options["new_prime"] == str(Path("s/runs/ref-n4"))
     assert "new" not in runs["bt2-o1-n4"].options
 
-
-def test_the_estimate_warns_when_the_machine_was_busy(monkeypatch):
-    import os
-
-    from compat_core.study import estimate
-
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 0.0, 0.0))
-    assert "load 3.0 on 2 cores" in estimate._busy()
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.0, 0.0))
-    assert estimate._busy() == ""
