@@ -112,6 +112,23 @@ def test_a_fit_from_paired_feature_files_equals_the_fit_from_the_runs(runs, tmp_
     assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+def test_from_paired_feature_files_alone_the_run_maps_stored_vectors_as_the_fit_from_runs(runs, tmp_path):
+    for side in ("old", "new"):
+        compat("features", "extract", "--model", runs[side], *TINY_FLAGS, "--split", "train",
+               "--out", tmp_path / f"{side}.npz")
+    from_runs = fit(runs, "runs-300", "--kind", "affine", "--fit-samples", "300")
+    files_only = tmp_path / "files-only"
+    proc = compat("train", "adapter", *TINY_FLAGS, "--kind", "affine", "--fit-samples", "300", "--old-features",
+                  tmp_path / "old.npz", "--new-features", tmp_path / "new.npz", "--out", files_only)
+    assert "no --old model" in proc.stderr
+    assert json.loads((files_only / "model.json").read_text())["embeds_into"] == runs["new"]  # the file's run
+    for run, name in ((from_runs, "a.npz"), (files_only, "b.npz")):
+        compat("features", "transform", "--model", run, "--features", tmp_path / "old.npz", "--out", tmp_path / name)
+    assert np.allclose(np.load(tmp_path / "a.npz")["features"], np.load(tmp_path / "b.npz")["features"], atol=1e-5)
+    assert_user_error(compat("train", "adapter", *TINY_FLAGS, "--old", runs["old"], "--out", tmp_path / "x",
+                             check=False), "needs the new space", "--new-features")
+
+
 def test_without_the_old_model_the_run_maps_stored_vectors_only(runs, tmp_path):
     compat("features", "extract", "--model", runs["old"], *TINY_FLAGS, "--split", "train", "--out", tmp_path / "o.npz")
     out = tmp_path / "vectors-only"

@@ -138,7 +138,7 @@ def assemble(source: EmbeddingModel | None, adapter: FeatureAdapter, *, directio
     spec = ModelSpec(backbone=f"adapter({name})", embedding_dim=adapter.spec.out_dim, num_classes=0, classes=[],
                      head={"type": "none"}, input=dict(base.input), method=method, trained_on=trained_on,
                      old_model=sources.get("old") or sources.get("old_features"),
-                     embeds_into=sources["new"] if direction == "old-to-new" else sources.get("old"),
+                     embeds_into=sources["new"] if direction == "old-to-new" else sources.get("old_space"),
                      feature_dim=adapter.spec.out_dim, dim_policy=target.dim_policy, extra={"adapter": section})
     return AdaptedModel(source, adapter, spec)
 

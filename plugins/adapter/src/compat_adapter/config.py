@@ -20,8 +20,8 @@ class AdapterConfig(MethodConfig):
     # backbone play no part.
     common_defaults = {"augment": "none"}
 
-    new: str = Field(..., description="Run directory of the new model (frozen): the space mapped into "
-                     "(old-to-new) or from (new-to-old).")
+    new: str | None = Field(None, description="Run directory of the new model (frozen): the space mapped into "
+                            "(old-to-new) or from (new-to-old). Without it, --new-features stands for it.")
     kind: Literal["procrustes", "affine", "low-rank", "mlp"] = Field(
         "procrustes", description="procrustes: orthogonal map, closed form by SVD (Schonemann 1966); affine: "
         "least squares with a ridge; low-rank: the affine map of rank --rank (reduced-rank regression); mlp: the "
@@ -37,7 +37,8 @@ class AdapterConfig(MethodConfig):
         "only (`compat features transform`), or serves new queries (new-to-old).")
     new_features: str | None = Field(
         None, description="Optional .npz of new-model features of the same images. With --old-features, "
-        "both files must list the same images in the same order; the fit then reads no image.")
+        "both files must list the same images in the same order; the fit then reads no image. Without --new "
+        "(or --old), the run maps stored vectors only.")
     normalize: bool = Field(True, description="Fit on L2-normalised embeddings (cosine retrieval); false: on raw "
                             "embeddings (l2 retrieval).")
     ridge: float = Field(1e-3, ge=0, description="Ridge of the affine, low-rank and mlp kinds: lambda of "

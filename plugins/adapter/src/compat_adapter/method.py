@@ -25,7 +25,7 @@ from compat_core.features import FeatureSet
 from compat_core.features import load as load_features
 from compat_core.lookup import rows_of
 from compat_core.methods.base import Method, MethodContext
-from compat_core.models.embedding import EmbeddingModel
+from compat_core.models.embedding import EmbeddingModel, ModelSpec
 from compat_core.old_space import embed_dataset, load_frozen_run
 from torch.nn import functional as F
 
@@ -48,11 +48,18 @@ class Adapter(Method):
             raise CompatError("`compat train adapter` needs the old space: pass --old RUN, or --old-features F.npz "
                               "(the old model's vectors of training images) when the old model is gone.")
         self.old = ctx.old_model
-        self.new = load_frozen_run(config.new, "--new", ctx.device)
-        features_only = getattr(self.old, "features_only", False)
-        if features_only and config.direction == "old-to-new":
-            self.notes.append(f"no --old model: the run maps stored vectors of {config.old_features} only "
-                              f"(`compat features transform`); it cannot embed images")
+        if config.new:
+            self.new = load_frozen_run(config.new, "--new", ctx.device)
+        elif config.new_features:
+            self.new = StoredVectors(config.new_features, "--new-features")
+        else:
+            raise CompatError("`compat train adapter` needs the new space: pass --new RUN, or --new-features F.npz "
+                              "(the new model's vectors of training images).")
+        source = self.old if config.direction == "old-to-new" else self.new
+        if getattr(source, "features_only", False):
+            flag = "--old" if source is self.old else "--new"
+            self.notes.append(f"no {flag} model: the run maps stored vectors of {source.source} only (`compat "
+                              f"features transform`); it cannot embed images")
         for model, flag in ((self.old, "--old"), (self.new, "--new")):
             if not getattr(model, "features_only", False) and not isinstance(model.model, EmbeddingModel):
                 raise CompatError(f"{flag} {model.source} is not a plain embedding model (it is a "
@@ -163,19 +170,43 @@ class Adapter(Method):
 
     def export(self) -> AdaptedModel:
         cfg, run = self.config, self.ctx.config
-        source = self.old if cfg.direction == "old-to-new" else self.new
+        source, target = (self.old, self.new) if cfg.direction == "old-to-new" else (self.new, self.old)
         source_model = None if getattr(source, "features_only", False) else source.model
-        target = self.new if cfg.direction == "old-to-new" else self.old
-        target_spec = self.new.spec if getattr(target, "features_only", False) else target.spec
-        old_run = None if getattr(self.old, "features_only", False) else self.old.source
-        sources = {"old": old_run, "new": cfg.new, "old_features": cfg.old_features,
-                   "new_features": cfg.new_features}
-        if old_run is None and cfg.direction == "new-to-old":
-            sources["old"] = getattr(self.old, "recorded_run", "") or None
+        target_spec = _spec(target) or _spec(source) or ModelSpec(
+            backbone="stored vectors", embedding_dim=self.adapter.spec.out_dim, num_classes=0, classes=[])
+        sources = {"old": None if getattr(self.old, "features_only", False) else self.old.source,
+                   "new": _run_of(self.new), "old_features": cfg.old_features,
+                   "new_features": cfg.new_features, "old_space": _run_of(self.old)}
         return assemble(source_model, self.adapter, direction=cfg.direction,
                         target=target_spec, method=self.ctx.method_name, sources=sources, fit=self.record,
                         trained_on={"data": run.data, "split": run.split, "classes": run.classes,
                                     "num_images": len(self.ctx.data)})
+
+
+class StoredVectors:
+    """The new model when only its vectors of the training images are given (``--new-features`` without
+    ``--new``): its dimension and the run that made the file (the space the adapter maps into)."""
+
+    features_only = True
+
+    def __init__(self, path: str, flag: str):
+        feats = _read(path, flag)
+        self.source, self.embedding_dim, self.recorded_run = path, int(feats.features.shape[1]), feats.model
+
+
+def _spec(model) -> ModelSpec | None:
+    return None if getattr(model, "features_only", False) else model.spec
+
+
+def _run_of(model) -> str | None:
+    """The run directory behind ``model``: its own, or the run its feature file records when that run is here
+    (provenance of the space the adapter maps into); else None."""
+    from compat_core.models.run import is_run_dir
+
+    if not getattr(model, "features_only", False):
+        return model.source
+    recorded = getattr(model, "recorded_run", "")
+    return recorded if recorded and is_run_dir(recorded) else None
 
 
 def _read(path: str, flag: str) -> FeatureSet:
