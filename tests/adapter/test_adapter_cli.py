@@ -161,3 +161,14 @@ def test_conformance(runs, kind, tmp_path):
     run_conformance(compat_adapter.plugin, "adapter", tmp_path, needs_old=True, old_run=runs["old"],
                     options={"new": runs["new"], "kind": kind, "fit_epochs": 2, "fit_samples": 200},
                     distribution="compat-adapter")
+
+
+def test_a_transformed_old_gallery_splits_queries_by_the_classes_the_old_model_saw(runs, tmp_path):
+    out = runs["root"] / "a-affine"
+    if not out.exists():
+        fit(runs, "a-affine", "--kind", "affine")
+    compat("eval", "retrieval", "--query", runs["new"], "--gallery", out, *TINY_FLAGS, "--split", "test",
+           "--json", tmp_path / "r.json")
+    groups = json.loads((tmp_path / "r.json").read_text())["by_group"]
+    assert groups["old_classes"]["n_query"] + groups["new_classes"]["n_query"] == 450
+    assert json.loads((out / "model.json").read_text())["classes"] == ["0", "1", "2", "3", "4"]

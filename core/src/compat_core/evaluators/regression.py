@@ -106,7 +106,7 @@ def load_scores(source: str, options: RegressionOptions) -> Scores:
     from compat_core.models.run import read_spec
 
     spec = read_spec(source)
-    if not spec.num_classes:
+    if not spec.num_classes or (spec.head or {}).get("type") == "none":
         raise CompatError(f"{source} has no classifier head, so it has no logits to compare. compat eval "
                           f"regression needs classifiers.")
     feats = features_of(source, data=options.data, split=options.split, batch_size=options.batch_size,

@@ -129,13 +129,18 @@ class AdaptedModel(nn.Module):
 
 
 def assemble(source: EmbeddingModel | None, adapter: FeatureAdapter, *, direction: str, target: ModelSpec,
-             method: str, sources: dict[str, Any], fit: dict[str, Any], trained_on: dict[str, Any]) -> AdaptedModel:
-    """The exported model and its spec; ``target`` is the spec of the model whose space it embeds into."""
+             method: str, sources: dict[str, Any], fit: dict[str, Any], trained_on: dict[str, Any],
+             classes: list[str] | None = None) -> AdaptedModel:
+    """The exported model and its spec; ``target`` is the spec of the model whose space it embeds into, and
+    ``classes`` those of the model whose items it embeds (the old model's for a transformed old gallery), so
+    that retrieval against it splits queries into the classes that model saw and the others (``by_group``)."""
     base = source.spec if source is not None else target
     section = {"spec": asdict(adapter.spec), "direction": direction, "fit": fit, "sources": sources,
                "source": None if source is None else source.spec.to_json()}
     name = source.spec.backbone if source is not None else "stored vectors"
-    spec = ModelSpec(backbone=f"adapter({name})", embedding_dim=adapter.spec.out_dim, num_classes=0, classes=[],
+    classes = [str(c) for c in classes or []]
+    spec = ModelSpec(backbone=f"adapter({name})", embedding_dim=adapter.spec.out_dim, num_classes=len(classes),
+                     classes=classes,
                      head={"type": "none"}, input=dict(base.input), method=method, trained_on=trained_on,
                      old_model=sources.get("old") or sources.get("old_features"),
                      embeds_into=sources["new"] if direction == "old-to-new" else sources.get("old_space"),

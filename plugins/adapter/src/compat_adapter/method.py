@@ -180,7 +180,8 @@ class Adapter(Method):
         return assemble(source_model, self.adapter, direction=cfg.direction,
                         target=target_spec, method=self.ctx.method_name, sources=sources, fit=self.record,
                         trained_on={"data": run.data, "split": run.split, "classes": run.classes,
-                                    "num_images": len(self.ctx.data)})
+                                    "num_images": len(self.ctx.data)},
+                        classes=list(getattr(source, "classes", None) or []))
 
 
 class StoredVectors:
