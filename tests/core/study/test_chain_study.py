@@ -14,13 +14,10 @@ from cli_runner import assert_user_error, compat
 from compat_core.study.chain import chain_members, plan_chain_runs
 from compat_core.study.plan import plan_pairs, plan_runs
 from compat_core.study.spec import load_study
+from study_files import TINY_DIGITS
 
 STUDY = """name: digits-chain
-data: digits
-validation: {fraction: 0.15, seed: 0}
-common: {backbone: test_resnet, embedding_dim: 16, image_size: 8, batch_size: 64, epochs: 1, lr: 0.05,
-         augment: none, device: cpu}
-chain:
+""" + TINY_DIGITS + """chain:
   generations: [{classes: 0-2}, {classes: 0-5}, {classes: 0-9}]
 methods:
   independent: {method: baseline, reference: true, old_model: false}

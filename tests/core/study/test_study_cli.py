@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import assert_user_error, compat
+from study_files import TINY_DIGITS
 
 ROOT = Path(__file__).resolve().parents[3]
 SMOKE = ROOT / "studies" / "digits-smoke.yaml"
@@ -163,11 +164,7 @@ def test_the_shipped_fashion_study_file_is_valid():
 
 
 CLASSIFICATION = """name: digits-cls
-data: digits
-validation: {fraction: 0.15, seed: 0}
-common: {backbone: test_resnet, embedding_dim: 16, image_size: 8, batch_size: 64, epochs: 1, lr: 0.05,
-         augment: none, device: cpu}
-methods:
+""" + TINY_DIGITS + """methods:
   independent: {method: baseline, reference: true, old_model: false}
   pct: {method: pct}
 seeds: {old: [1, 3], new: [2]}

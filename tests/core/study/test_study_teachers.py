@@ -9,6 +9,7 @@ import yaml
 from cli_runner import compat
 from compat_core.study.plan import plan_pairs, plan_runs
 from compat_core.study.spec import StudySpec
+from study_files import TINY_DIGITS
 
 SPEC = {
     "name": "t", "data": "digits", "new": {"set": {"backbone": "test_resnet"}},
@@ -50,11 +51,7 @@ def test_only_plans_the_teachers_of_the_chosen_entries_and_never_evaluates_them(
 
 
 STUDY = """name: digits-elodi
-data: digits
-validation: {fraction: 0.15, seed: 0}
-common: {backbone: test_resnet, embedding_dim: 16, image_size: 8, batch_size: 64, epochs: 1, lr: 0.05,
-         augment: none, device: cpu}
-methods:
+""" + TINY_DIGITS + """methods:
   independent: {method: baseline, reference: true, old_model: false}
   elodi: {method: elodi, old_model: false, teachers: [21, 22], set: {min_teachers: 2}}
 seeds: {old: [1, 3], new: [2]}

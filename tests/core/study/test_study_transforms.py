@@ -11,6 +11,7 @@ from cli_runner import assert_user_error, compat
 from compat_core.study.plan import Pair, plan_pairs, plan_runs
 from compat_core.study.report import build_report
 from compat_core.study.spec import StudySpec
+from study_files import TINY_DIGITS
 
 SPEC = {
     "name": "tr", "data": "digits",
@@ -71,11 +72,7 @@ seeds: {{old: [1], new: [2]}}
 
 
 STUDY = """name: digits-adapters
-data: digits
-validation: {fraction: 0.15, seed: 0}
-common: {backbone: test_resnet, embedding_dim: 16, image_size: 8, batch_size: 64, epochs: 2, lr: 0.05,
-         augment: none, device: cpu}
-old: {classes: 0-4}
+""" + TINY_DIGITS.replace("epochs: 1", "epochs: 2") + """old: {classes: 0-4}
 methods:
   independent: {method: baseline, reference: true, old_model: false}
   affine: {method: adapter, transforms: gallery, set: {kind: affine}}
