@@ -88,6 +88,19 @@ def test_the_map_exports_as_its_own_graph_and_composed_with_the_old_model(runs, 
     assert (tmp_path / "a.onnx").is_file()
 
 
+def test_an_old_to_new_index_is_searched_by_the_new_model(runs, tmp_path):
+    out = runs["root"] / "a-affine"
+    if not out.exists():
+        fit(runs, "a-affine", "--kind", "affine")
+    compat("features", "extract", "--model", out, *TINY_FLAGS, "--split", "test", "--out", tmp_path / "g.npz")
+    compat("index", "build", "--features", tmp_path / "g.npz", "--out", tmp_path / "idx")
+    proc = compat("index", "search", tmp_path / "idx", "--query", runs["new"], *TINY_FLAGS, "--json", tmp_path / "s.json")
+    assert "transformed into" in " ".join(proc.stderr.split() + proc.stdout.split())
+    assert json.loads((tmp_path / "s.json").read_text())["top1"] > 0.2
+    assert_user_error(compat("index", "search", tmp_path / "idx", "--query", runs["old"], *TINY_FLAGS, check=False),
+                      "16 dimensions and the index 24")
+
+
 def test_new_to_old_maps_queries_into_the_untouched_old_index(runs, tmp_path):
     out = fit(runs, "n2o", "--direction", "new-to-old")
     assert json.loads((out / "model.json").read_text())["embeds_into"] == runs["old"]
