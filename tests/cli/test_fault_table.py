@@ -107,7 +107,7 @@ def test_fault(case, tmp_path, inputs):
 
 
 def _method_rows() -> list[FaultCase]:
-    extra = {"fct": ("--new", "{old}"), "fastfill": ("--new", "{old}"),  # methods that need more than --old
+    extra = {"fct": ("--new", "{old}"), "fastfill": ("--new", "{old}"), "adapter": ("--new", "{old}"),  # need more than --old
              "elodi": ("--recipe", "ldi"), "bt2": ("--new-prime", "{old}", "--add-dim", "4"),
              "unibct": ("--refine-epochs", "0")}
     rows = []
