@@ -117,9 +117,10 @@ class Adapter(Method):
     def _pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Old and new embeddings of the same images, rows aligned."""
         cfg, data = self.config, self.ctx.data
-        files = {side: _read(path, flag) for side, path, flag in (("old", cfg.old_features, "--old-features"),
-                                                                     ("new", cfg.new_features, "--new-features"))
-                 if path}
+        read_already = getattr(self.new, "feats", None)  # --new-features without --new: read in __init__
+        files = {side: (read_already if side == "new" and read_already is not None else _read(path, flag))
+                 for side, path, flag in (("old", cfg.old_features, "--old-features"),
+                                          ("new", cfg.new_features, "--new-features")) if path}
         for side, model, flag in (("old", self.old, "--old-features"), ("new", self.new, "--new-features")):
             if side in files and files[side].features.shape[1] != int(model.embedding_dim):
                 raise CompatError(f"{flag} has {files[side].features.shape[1]}-dim features but the {side} model "
@@ -191,8 +192,8 @@ class StoredVectors:
     features_only = True
 
     def __init__(self, path: str, flag: str):
-        feats = _read(path, flag)
-        self.source, self.embedding_dim, self.recorded_run = path, int(feats.features.shape[1]), feats.model
+        self.feats = _read(path, flag)  # kept: the fit reads its rows
+        self.source, self.embedding_dim, self.recorded_run = path, int(self.feats.features.shape[1]), self.feats.model
 
 
 def _spec(model) -> ModelSpec | None:
