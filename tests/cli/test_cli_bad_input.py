@@ -160,7 +160,7 @@ def test_eval_retrieval_missing_inputs_in_process(capsys):
 
 def test_eval_retrieval_missing_npz(capsys):
     code, output = run_main(["eval", "retrieval", "--query", "q.npz", "--gallery", "g.npz"], capsys)
-    assert_user_error(code, output, "q.npz: no such feature file", "compat features extract")
+    assert_user_error(code, output, "q.npz: no such file", "compat features extract")
 
 
 def test_plugins_show_unknown_method(capsys):

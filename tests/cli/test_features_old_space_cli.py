@@ -75,4 +75,4 @@ def test_denoise_bad_input(feature_file, tmp_path, args, fragments):
 
 def test_missing_feature_file_is_an_error(tmp_path):
     proc = compat("features", "class-means", tmp_path / "none.npz", "--out", tmp_path / "m.npz", check=False)
-    assert_user_error(proc, "no such feature file", "compat features extract")
+    assert_user_error(proc, "no such file", "compat features extract")

@@ -66,7 +66,7 @@ def test_features_info_tells_whether_the_model_changed(runs, tmp_path):
 def test_bad_input(tmp_path):
     assert_user_error(compat("runs", "show", tmp_path, check=False), "is not a run directory")
     assert_user_error(compat("runs", "list", tmp_path / "nope", check=False), "is not a folder")
-    assert_user_error(compat("features", "info", tmp_path / "x.npz", check=False), "no such feature file")
+    assert_user_error(compat("features", "info", tmp_path / "x.npz", check=False), "no such file")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("epochs: 1\n")
     (tmp_path / "run" / "history.jsonl").write_text('{"epoch": 1, "loss": {"tot\n')

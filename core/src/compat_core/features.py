@@ -107,6 +107,26 @@ def save(path: str | Path, feats: FeatureSet, extra: dict[str, np.ndarray] | Non
     return write_atomic(path, writer)
 
 
+def require_file(path: str | Path, flag: str = "") -> Path:
+    """``path`` as a Path when it is a file; else one error naming the option that gave it (``flag``) and the
+    command that creates a feature file.
+
+    Example:
+        >>> require_file("missing.npz", "--old-features")  # doctest: +SKIP
+        CompatError: --old-features missing.npz: no such file. Create it with `compat features extract ...`.
+    """
+    if not Path(path).is_file():
+        named = f"{flag} {path}" if flag else str(path)
+        raise CompatError(f"{named}: no such file. Create it with `compat features extract --model RUN --data DATA "
+                          f"--split SPLIT --out {path}`.")
+    return Path(path)
+
+
+def load_file(path: str | Path, flag: str = "", *, mmap: bool = False) -> FeatureSet:
+    """:func:`load` of a file a user named with ``flag``: a missing file is the error of :func:`require_file`."""
+    return load(require_file(path, flag), mmap=mmap)
+
+
 def check_finite(values: np.ndarray, path: str | Path, name: str) -> None:
     """A file whose numbers include NaN or Inf gives metrics that are silently wrong: refuse it."""
     bad = ~np.isfinite(values)
@@ -168,9 +188,7 @@ def features_of(source: str, *, data: str | None, split: str, batch_size: int = 
     model on ``data``. With ``scoring`` (evaluation, not caching), a warning says when the images are ones
     the model was trained on."""
     if source.endswith(".npz"):
-        if not Path(source).is_file():
-            raise CompatError(f"{source}: no such feature file. Create it with `compat features extract`.")
-        feats = load(source, mmap=mmap)
+        feats = load_file(source, mmap=mmap)
         if scoring:
             from compat_core.provenance import check_current
 

@@ -89,6 +89,10 @@ def test_the_cli_builds_searches_with_provenance_and_describes(tmp_path):
     assert_user_error(refused, "was not trained to be compatible", "--force")
     missing = compat("index", "info", tmp_path / "nowhere", check=False)
     assert_user_error(missing, "is not a compat index")
+    no_file = compat("index", "build", "--features", tmp_path / "gone.npz", "--out", tmp_path / "i2", check=False)
+    assert_user_error(no_file, f"--features {tmp_path / 'gone.npz'}: no such file", "compat features extract")
+    not_npz = compat("index", "build", "--features", tmp_path / "old", "--out", tmp_path / "i2", check=False)
+    assert_user_error(not_npz, "is not a feature file (.npz)")
 
 
 def test_an_index_partly_made_by_a_third_model_is_refused_naming_it():

@@ -72,15 +72,9 @@ def transform(
 
 
 def _read_features(path: str):
-    from pathlib import Path
+    from compat_core.features import load_file
 
-    from compat_core.errors import CompatError
-    from compat_core.features import load
-
-    if not Path(path).is_file():
-        raise CompatError(f"{path}: no such feature file. Create it with `compat features extract --model RUN "
-                          f"--data DATA --split train --out {path}`.")
-    return load(path)
+    return load_file(path)
 
 
 def _check_out(out: str) -> None:
@@ -160,16 +154,13 @@ def denoise(
 def info(features_file: Annotated[str, typer.Argument(help="Feature file (.npz).")]) -> None:
     """What a feature file holds: shape and dtype, the model, data and split it came from, classes, logits,
     and the fingerprint of the model's weights (when the run still exists) to tell whether it changed."""
-    from pathlib import Path
 
     import numpy as np
+    from compat_core.features import require_file
     from compat_core.io import read_npz
     from compat_core.models.run import is_run_dir
 
-    if not Path(features_file).is_file():
-        from compat_core.errors import CompatError
-
-        raise CompatError(f"{features_file}: no such feature file. Create one with `compat features extract`.")
+    require_file(features_file)
     arrays = read_npz(features_file, ("features",), what="feature file",
                       unreadable_fix="Create one with `compat features extract`.",
                       missing_fix="A feature file holds features (N x D) and labels (N).")

@@ -23,13 +23,14 @@ def build(
     from pathlib import Path
 
     from compat_core.errors import CompatError
-    from compat_core.features import load
+    from compat_core.features import load, require_file
     from compat_core.index import store
     from compat_core.io import check_writable_folder
 
-    if not features.endswith(".npz") or not Path(features).is_file():
-        raise CompatError(f"--features {features}: no such feature file (.npz). Make one with `compat features "
-                          f"extract --model RUN --data DATA --split SPLIT --out {features}`.")
+    if not features.endswith(".npz"):
+        raise CompatError(f"--features {features} is not a feature file (.npz). Make one with `compat features "
+                          f"extract --model RUN --data DATA --split SPLIT --out {features}.npz`.")
+    require_file(features, "--features")
     if Path(out).exists() and any(Path(out).iterdir()) and not (Path(out) / store.MANIFEST_FILE).is_file():
         raise CompatError(f"--out {out} exists and is not an index folder. Choose a new or empty folder.")
     check_writable_folder(out, "--out")

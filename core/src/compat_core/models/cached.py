@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from compat_core.errors import CompatError
+from compat_core.features import require_file
 
 
 class CachedFeatures(nn.Module):
@@ -39,9 +40,7 @@ class CachedFeatures(nn.Module):
                  memory_map: bool | None = None):
         super().__init__()
         self.path, self.flag = str(path), flag
-        if not Path(path).is_file():
-            raise CompatError(f"{flag} {path}: no such file. Create it with `compat features extract --model RUN "
-                              f"--data DATA --split train --out {path}`.")
+        require_file(path, flag)
         table, index = _open_table(Path(path), flag, memory_map)
         self.dim = int(table.shape[1])
         if dim is not None and self.dim != dim:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from compat_core.errors import CompatError
+from compat_core.features import require_file
 from compat_core.models.embedding import EmbeddingModel
 
 
@@ -94,9 +95,7 @@ class FeaturesOnlyOld:
     features_only = True  # OldModel has no such attribute: ``getattr(old, "features_only", False)``
 
     def __init__(self, path: str, method: str):
-        if not Path(path).is_file():
-            raise CompatError(f"--old-features {path}: no such file. Create it with `compat features extract "
-                              f"--model OLD --data DATA --split train --out {path}`.")
+        require_file(path, "--old-features")
         with np.load(path, allow_pickle=False) as npz:
             shape = npz["features"].shape if "features" in npz.files else (0, 0)
             self.fingerprint = str(npz["model_fingerprint"]) if "model_fingerprint" in npz.files else ""

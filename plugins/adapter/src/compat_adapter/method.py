@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from compat_core.errors import CompatError
-from compat_core.features import FeatureSet
-from compat_core.features import load as load_features
+from compat_core.features import FeatureSet, load_file
 from compat_core.lookup import rows_of
 from compat_core.methods.base import Method, MethodContext
 from compat_core.models.embedding import EmbeddingModel, ModelSpec
@@ -212,12 +211,7 @@ def _run_of(model) -> str | None:
 
 
 def _read(path: str, flag: str) -> FeatureSet:
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        raise CompatError(f"{flag} {path}: no such file. Create it with `compat features extract --model RUN "
-                          f"--data DATA --split train --out {path}`.")
-    return load_features(path)
+    return load_file(path, flag)
 
 
 def _holdout(n: int, seed: int) -> torch.Tensor:
