@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+from compat_core.errors import CompatError
 from compat_core.study.render import markdown
 from compat_core.study.report import build_report
 from compat_core.study.spec import StudySpec
@@ -95,3 +96,53 @@ def test_markdown_holds_every_method_and_the_split(tmp_path):
     assert "split `test`" in text
     for row in ("| a | 2 | 67.00 ± 1.41 |", "| ref |", "| b |"):
         assert row in text
+
+
+def _split_folders(tmp_path, old_old_there=0.60):
+    """The study split over two folders: `a` (and the reference) here, `b` (and the reference) there, the
+    latter reported to JSON as an earlier report."""
+    here = {k: v for k, v in VALUES.items() if not k[0].startswith("b-")}
+    there = {k: v for k, v in VALUES.items() if not k[0].startswith("a-")}
+    there[("old-s1", "old-s1")] = old_old_there
+    (tmp_path / "here").mkdir()
+    (tmp_path / "there").mkdir()
+    write_study(tmp_path / "here", here)
+    earlier = tmp_path / "there.json"
+    earlier.write_text(json.dumps(build_report(write_study(tmp_path / "there", there), "test")))
+    return tmp_path / "here", earlier
+
+
+def test_an_earlier_report_of_the_same_models_adds_its_entries_paired_as_if_run_here(tmp_path):
+    here, earlier = _split_folders(tmp_path)
+    alone = build_report(here, "test")
+    assert set(alone["methods"]) == {"ref", "a"} and alone["missing"] == {"b": ["1/2", "3/2"]}
+    merged = build_report(here, "test", earlier=[earlier])
+    (tmp_path / "whole").mkdir()
+    whole = build_report(write_study(tmp_path / "whole"), "test")
+    assert list(merged["methods"]) == ["ref", "a", "b"] and merged["missing"] == {}
+    assert merged["methods"]["b"]["from"] == str(earlier) and "from" not in merged["methods"]["a"]
+    assert merged["methods"]["b"]["versus"] == whole["methods"]["b"]["versus"]  # paired with `a` from here
+    assert merged["methods"]["b"]["new_old"] == whole["methods"]["b"]["new_old"]
+    assert f"From `{earlier}` (same old and reference models, checked pair by pair): b." in markdown(merged)
+
+
+def test_an_earlier_report_of_other_old_models_is_refused(tmp_path):
+    here, earlier = _split_folders(tmp_path, old_old_there=0.61)
+    with pytest.raises(CompatError, match=r"seed pair 1/2 has old/old top1 0\.61 there and 0\.6 here"):
+        build_report(here, "test", earlier=[earlier])
+    with pytest.raises(CompatError, match="no such file"):
+        build_report(here, "test", earlier=[tmp_path / "nope.json"])
+    other = json.loads(earlier.read_text()) | {"split": "val"}
+    earlier.write_text(json.dumps(other))
+    with pytest.raises(CompatError, match="its split is 'val', this study's is 'test'"):
+        build_report(here, "test", earlier=[earlier])
+
+
+def test_the_cli_merges_and_refuses_with_one_paragraph(tmp_path):
+    from cli_runner import assert_user_error, compat
+
+    here, earlier = _split_folders(tmp_path)
+    out = compat("study", "report", here, "--with", earlier, "--markdown", tmp_path / "r.md").stdout
+    assert "| b | 2 |" in (tmp_path / "r.md").read_text() and "checked pair by pair" in out
+    assert_user_error(compat("study", "report", here, "--with", tmp_path / "x.json", check=False),
+                      "--with", "no such file")

@@ -59,6 +59,11 @@ def report(
                                                  "new/old mAP, or for a classification study accuracy vs NFR "
                                                  "(PNG; needs matplotlib).")] = None,
     markdown_out: Annotated[str | None, typer.Option("--markdown", help="Write the tables as Markdown.")] = None,
+    earlier: Annotated[list[str] | None, typer.Option("--with", help="An earlier report (--json) of the same "
+                                                      "study, split and seeds, made in another folder with the "
+                                                      "same old and reference models (checked pair by pair): "
+                                                      "adds the method entries this folder lacks. "
+                                                      "Repeatable.")] = None,
 ) -> None:
     """Per method over every seed pair: old/old, new/old, new/new (top-1, top-5, mAP) as mean ± std, the BCT
     criterion as held in k of n, the update gain, the cost against the reference, and paired differences.
@@ -72,7 +77,7 @@ def report(
                          ("--markdown", markdown_out)):
         if target:
             check_writable(target, flag)
-    result = build_report(study_dir, split, compare_to)
+    result = build_report(study_dir, split, compare_to, earlier or ())
     render.print_report(Console(stderr=to_stdout), result)  # with --json -, stdout holds the JSON alone
     err = Console(stderr=True)
     if to_stdout:

@@ -91,6 +91,18 @@ def print_report(console, report: dict[str, Any]) -> None:
     for name, pairs in report.get("missing", {}).items():
         console.print(f"[yellow]missing:[/] {name}: seed pairs {', '.join(pairs)} have no results yet "
                       f"(resume the study)", highlight=False)
+    for source, names in _merged(report).items():
+        console.print(f"from {source} (same old and reference models, checked pair by pair): "
+                      f"{', '.join(names)}", highlight=False, markup=False)
+
+
+def _merged(report: dict) -> dict[str, list[str]]:
+    """Method entries taken from earlier reports, by the file they came from."""
+    sources: dict[str, list[str]] = {}
+    for name, summary in report["methods"].items():
+        if "from" in summary:
+            sources.setdefault(summary["from"], []).append(name)
+    return sources
 
 
 def _task(report: dict) -> str:
@@ -118,6 +130,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     for name, pairs in report.get("missing", {}).items():
         lines.append(f"Missing: {name}, seed pairs {', '.join(pairs)}.")
+    for source, names in _merged(report).items():
+        lines.append(f"From `{source}` (same old and reference models, checked pair by pair): "
+                     f"{', '.join(names)}.")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -10,6 +10,7 @@ Classification studies are summarised by :mod:`compat_core.study.classification`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,16 @@ from compat_core.study.stats import paired, summarize
 METRICS = ("top1", "top5", "mAP")
 CRITERION = ("top1", "mAP")
 GROUPS = ("old_classes", "new_classes")
+# Equal features score equal up to the summation order of the metric code (the last bit of a float64);
+# another old or reference model differs by a query or more, at least 1e-5 of a 100,000-item set.
+SAME_MODEL_TOLERANCE = 1e-9
 
 
-def build_report(study_dir: str | Path, split: str = "test", compare_to: str | None = None) -> dict[str, Any]:
+def build_report(study_dir: str | Path, split: str = "test", compare_to: str | None = None,
+                 earlier: Sequence[str | Path] = ()) -> dict[str, Any]:
     """The report of the study in ``study_dir`` on ``split``; seed pairs whose results are missing
-    are left out and counted in ``missing``.
+    are left out and counted in ``missing``. ``earlier`` reports (JSON of ``compat study report``) of the
+    same study add the method entries this folder has no result for, see :func:`merge_earlier`.
 
     Example:
         >>> report = build_report("runs/study", "val")  # doctest: +SKIP
@@ -62,15 +68,85 @@ def build_report(study_dir: str | Path, split: str = "test", compare_to: str | N
             methods[entry] = summarise(spec.methods[entry].method, rows)
             if task == "retrieval" and spec.methods[entry].transforms:
                 methods[entry]["transforms"] = spec.methods[entry].transforms
-    if comparison in methods:
-        for entry, summary in methods.items():
+    report = {"study": spec.name, "task": task, "split": split, "data": spec.data,
+              "metric": spec.evaluation.metric, "reference": spec.reference, "comparison": comparison,
+              "n_pairs": len(spec.seeds.old) * len(spec.seeds.new),
+              "seeds": {"old": spec.seeds.old, "new": spec.seeds.new}, "methods": methods, "missing": missing}
+    if earlier:
+        merge_earlier(report, spec, earlier)
+    if comparison in report["methods"]:
+        for entry, summary in report["methods"].items():
+            summary.pop("versus", None)
             if entry != comparison:
-                summary["versus"] = versus(summary["per_pair"], methods[comparison]["per_pair"], comparison)
-    return {"study": spec.name, "task": task, "split": split, "data": spec.data, "metric": spec.evaluation.metric,
-            "reference": spec.reference, "comparison": comparison,
-            "n_pairs": len(spec.seeds.old) * len(spec.seeds.new),
-            "seeds": {"old": spec.seeds.old, "new": spec.seeds.new},
-            "methods": methods, "missing": {k: v for k, v in missing.items() if v}}
+                summary["versus"] = versus(summary["per_pair"], report["methods"][comparison]["per_pair"],
+                                           comparison)
+    report["missing"] = {k: v for k, v in report["missing"].items() if v}
+    return report
+
+
+def merge_earlier(report: dict[str, Any], spec: StudySpec, paths: Sequence[str | Path]) -> None:
+    """Add to ``report`` the method entries of earlier reports of the same study (same name, split, metric
+    and seeds) that ``report`` has no result for: a study whose runs were split over folders or machines.
+
+    Pairing is only sound when both folders hold the same old and reference models, so every seed pair
+    present on both sides must show exactly the same old/old and reference new/new values; anything else
+    is an error (models trained on another machine or by other code differ in their last digits).
+    Merged entries record where they came from (``from``)."""
+    if report["task"] != "retrieval":
+        raise CompatError(f"--with: merging earlier reports is for retrieval studies; study {spec.name} is a "
+                          f"{report['task']} study. Report each folder on its own.")
+    ours = _shared_values(report)
+    for path in paths:
+        other = _read_earlier(path)
+        for key in ("study", "split", "metric", "seeds"):
+            if other.get(key) != report[key]:
+                raise CompatError(f"--with {path}: its {key} is {other.get(key)!r}, this study's is "
+                                  f"{report[key]!r}. Merge reports of the same study, split and seeds only.")
+        theirs = _shared_values(other)
+        common = sorted(set(ours) & set(theirs))
+        if not common:
+            raise CompatError(f"--with {path}: no seed pair has results on both sides, so nothing shows that "
+                              f"the two folders hold the same old and reference models. Report "
+                              f"{report['reference']} (or any method) in this folder first.")
+        for pair in common:
+            for name, here in ours[pair].items():
+                there = theirs[pair][name]
+                if abs(here - there) > SAME_MODEL_TOLERANCE:
+                    raise CompatError(
+                        f"--with {path}: seed pair {pair[0]}/{pair[1]} has {name} {there!r} there and {here!r} "
+                        f"here: the two folders trained different old or reference models (another machine or "
+                        f"code version), so their methods cannot be paired. Report them separately.")
+        for entry, summary in other.get("methods", {}).items():
+            if entry in spec.methods and entry not in report["methods"]:
+                report["methods"][entry] = {**summary, "from": str(path)}
+                report["missing"].pop(entry, None)
+    report["methods"] = {e: report["methods"][e] for e in spec.methods if e in report["methods"]}
+
+
+def _shared_values(report: dict[str, Any]) -> dict[tuple[int, int], dict[str, float]]:
+    """Per seed pair, the values every method of a report shares: old/old and the reference's new/new."""
+    values = {}
+    for summary in report.get("methods", {}).values():
+        for row in summary.get("per_pair", []):
+            values[row["old_seed"], row["new_seed"]] = {
+                **{f"old/old {m}": row["old_old"][m] for m in METRICS},
+                **{f"reference new/new {m}": row["reference_new_new"][m] for m in METRICS}}
+    return values
+
+
+def _read_earlier(path: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CompatError(f"--with {path}: no such file. Give a report written by `compat study report "
+                          f"--json`.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CompatError(f"--with {path}: not a readable JSON report ({exc}). Give a report written by "
+                          f"`compat study report --json`.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
+        raise CompatError(f"--with {path}: not a study report (no methods). Give a report written by "
+                          f"`compat study report --json`.")
+    return data
 
 
 def _load_results(study_dir: str | Path, split: str) -> dict[tuple[str, str], dict]:
