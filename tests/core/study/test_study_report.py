@@ -146,3 +146,12 @@ def test_the_cli_merges_and_refuses_with_one_paragraph(tmp_path):
     assert "| b | 2 |" in (tmp_path / "r.md").read_text() and "checked pair by pair" in out
     assert_user_error(compat("study", "report", here, "--with", tmp_path / "x.json", check=False),
                       "--with", "no such file")
+
+
+def test_the_plot_tells_every_method_apart(tmp_path):
+    from compat_core.study.render import marker_style, plot
+
+    styles = {tuple(sorted(marker_style(n).items())) for n in range(70)}
+    assert len(styles) == 70  # colour alone repeats after ten methods
+    path = plot(build_report(write_study(tmp_path), "test"), tmp_path / "study.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

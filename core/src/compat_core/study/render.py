@@ -162,19 +162,19 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
         _save(fig, ax, path)
         return Path(path)
     if report.get("task") == "chain":
-        for name, s in report["methods"].items():
+        for number, (name, s) in enumerate(report["methods"].items()):
             x, y = s["AC"]["top1"], s["AM"]["top1"]
-            ax.errorbar(x["mean"], 100 * y["mean"], xerr=x["std"], yerr=100 * y["std"], fmt="o", capsize=3,
-                        label=f"{name} (n={s['n']})")
+            ax.errorbar(x["mean"], 100 * y["mean"], xerr=x["std"], yerr=100 * y["std"], capsize=3,
+                        label=f"{name} (n={s['n']})", **marker_style(number))
         ax.set_xlabel("average compatibility AC (top-1)")
         ax.set_ylabel("average multi-model accuracy AM (top-1, %)")
         ax.set_title(f"{report['study']} [{report['split']}]: {report['generations']} generations")
         _save(fig, ax, path)
         return Path(path)
-    for name, s in report["methods"].items():
+    for number, (name, s) in enumerate(report["methods"].items()):
         x, y = s["new_new"]["mAP"], s["new_old"]["mAP"]
-        ax.errorbar(100 * x["mean"], 100 * y["mean"], xerr=100 * x["std"], yerr=100 * y["std"], fmt="o",
-                    capsize=3, label=f"{name} (n={s['n']})")
+        ax.errorbar(100 * x["mean"], 100 * y["mean"], xerr=100 * x["std"], yerr=100 * y["std"], capsize=3,
+                    label=f"{name} (n={s['n']})", **marker_style(number))
     first = next(iter(report["methods"].values()), None)
     if first is not None:
         ax.axhline(100 * first["old_old"]["mAP"]["mean"], color="grey", linestyle="--", label="old/old")
@@ -189,12 +189,26 @@ def plot(report: dict[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
+MARKERS = "osD^vP*"
+
+
+def marker_style(number: int) -> dict[str, str]:
+    """Colour and marker of the ``number``-th method: ten colours and seven markers, so no two of the first
+    70 methods look alike (colour alone repeats after ten).
+
+    Example:
+        >>> marker_style(0), marker_style(10)
+        ({'color': 'C0', 'marker': 'o', 'linestyle': 'none'}, {'color': 'C0', 'marker': '^', 'linestyle': 'none'})
+    """
+    return {"color": f"C{number % 10}", "marker": MARKERS[number % len(MARKERS)], "linestyle": "none"}
+
+
 def _save(fig, ax, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     from compat_core.io import write_atomic
 
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    # beside the axes, not over them: with a dozen methods an inside legend hides points
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
