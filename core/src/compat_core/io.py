@@ -104,6 +104,8 @@ def read_json(path: str | os.PathLike, fix: str) -> Any:
     """
     try:
         return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CompatError(f"{path}: no such file. {fix}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CompatError(f"{path} is missing or unreadable ({exc}). {fix}") from None
 

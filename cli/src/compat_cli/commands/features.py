@@ -154,7 +154,6 @@ def denoise(
 def info(features_file: Annotated[str, typer.Argument(help="Feature file (.npz).")]) -> None:
     """What a feature file holds: shape and dtype, the model, data and split it came from, classes, logits,
     and the fingerprint of the model's weights (when the run still exists) to tell whether it changed."""
-
     import numpy as np
     from compat_core.features import require_file
     from compat_core.io import read_npz

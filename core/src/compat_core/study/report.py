@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compat_core.errors import CompatError
+from compat_core.io import read_json
 from compat_core.study import classification
 from compat_core.study.plan import retrieval_pairs, seed_pairs
 from compat_core.study.runner import read_study_dir
@@ -76,7 +77,6 @@ def build_report(study_dir: str | Path, split: str = "test", compare_to: str | N
         merge_earlier(report, spec, earlier)
     if comparison in report["methods"]:
         for entry, summary in report["methods"].items():
-            summary.pop("versus", None)
             if entry != comparison:
                 summary["versus"] = versus(summary["per_pair"], report["methods"][comparison]["per_pair"],
                                            comparison)
@@ -89,8 +89,8 @@ def merge_earlier(report: dict[str, Any], spec: StudySpec, paths: Sequence[str |
     and seeds) that ``report`` has no result for: a study whose runs were split over folders or machines.
 
     Pairing is only sound when both folders hold the same old and reference models, so every seed pair
-    present on both sides must show exactly the same old/old and reference new/new values; anything else
-    is an error (models trained on another machine or by other code differ in their last digits).
+    present on both sides must show the same old/old and reference new/new values (to
+    :data:`SAME_MODEL_TOLERANCE`); anything else is an error (models trained on another machine or by other code differ in their last digits).
     Merged entries record where they came from (``from``)."""
     if report["task"] != "retrieval":
         raise CompatError(f"--with: merging earlier reports is for retrieval studies; study {spec.name} is a "
@@ -118,7 +118,9 @@ def merge_earlier(report: dict[str, Any], spec: StudySpec, paths: Sequence[str |
                         f"code version), so their methods cannot be paired. Report them separately.")
         for entry, summary in other.get("methods", {}).items():
             if entry in spec.methods and entry not in report["methods"]:
-                report["methods"][entry] = {**summary, "from": str(path)}
+                # its pairing with the comparison is recomputed against this report's comparison
+                report["methods"][entry] = {**{k: v for k, v in summary.items() if k != "versus"},
+                                            "from": str(path)}
                 report["missing"].pop(entry, None)
     report["methods"] = {e: report["methods"][e] for e in spec.methods if e in report["methods"]}
 
@@ -135,14 +137,7 @@ def _shared_values(report: dict[str, Any]) -> dict[tuple[int, int], dict[str, fl
 
 
 def _read_earlier(path: str | Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise CompatError(f"--with {path}: no such file. Give a report written by `compat study report "
-                          f"--json`.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CompatError(f"--with {path}: not a readable JSON report ({exc}). Give a report written by "
-                          f"`compat study report --json`.") from None
+    data = read_json(path, "Give --with a report written by `compat study report --json`.")
     if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
         raise CompatError(f"--with {path}: not a study report (no methods). Give a report written by "
                           f"`compat study report --json`.")

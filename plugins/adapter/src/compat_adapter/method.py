@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from compat_core.errors import CompatError
-from compat_core.features import FeatureSet, load_file
+from compat_core.features import load_file
 from compat_core.lookup import rows_of
 from compat_core.methods.base import Method, MethodContext
 from compat_core.models.embedding import EmbeddingModel, ModelSpec
@@ -117,7 +117,7 @@ class Adapter(Method):
         """Old and new embeddings of the same images, rows aligned."""
         cfg, data = self.config, self.ctx.data
         read_already = getattr(self.new, "feats", None)  # --new-features without --new: read in __init__
-        files = {side: (read_already if side == "new" and read_already is not None else _read(path, flag))
+        files = {side: (read_already if side == "new" and read_already is not None else load_file(path, flag))
                  for side, path, flag in (("old", cfg.old_features, "--old-features"),
                                           ("new", cfg.new_features, "--new-features")) if path}
         for side, model, flag in (("old", self.old, "--old-features"), ("new", self.new, "--new-features")):
@@ -191,7 +191,7 @@ class StoredVectors:
     features_only = True
 
     def __init__(self, path: str, flag: str):
-        self.feats = _read(path, flag)  # kept: the fit reads its rows
+        self.feats = load_file(path, flag)  # kept: the fit reads its rows
         self.source, self.embedding_dim, self.recorded_run = path, int(self.feats.features.shape[1]), self.feats.model
 
 
@@ -208,10 +208,6 @@ def _run_of(model) -> str | None:
         return model.source
     recorded = getattr(model, "recorded_run", "")
     return recorded if recorded and is_run_dir(recorded) else None
-
-
-def _read(path: str, flag: str) -> FeatureSet:
-    return load_file(path, flag)
 
 
 def _holdout(n: int, seed: int) -> torch.Tensor:
