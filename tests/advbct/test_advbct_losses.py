@@ -134,18 +134,34 @@ def test_dann_schedule():
 
 
 def test_adversarial_terms_against_hand_values():
-    disc = torch.nn.Linear(2, 2)
+    disc = torch.nn.Sequential(torch.nn.Linear(2, 2))
     with torch.no_grad():
-        disc.weight.zero_()
-        disc.bias.copy_(torch.tensor([0.0, math.log(3.0)]))  # P(old) = 3/4 for every input
+        disc[0].weight.zero_()
+        disc[0].bias.copy_(torch.tensor([0.0, math.log(3.0)]))  # P(old) = 3/4 for every input
     new = torch.randn(3, 2, requires_grad=True)
-    loss, accuracy = adversarial_terms(disc, new, torch.randn(2, 2), 0.7)
+    loss, accuracy, _ = adversarial_terms(disc, new, torch.randn(2, 2), 0.7)
     assert loss.item() == pytest.approx(-math.log(0.25) - math.log(0.75))
     assert float(accuracy) == pytest.approx(2 / 5)  # D says "old" everywhere: right on the 2 old rows only
     # the new half's gradient is the plain one times -0.7
-    disc.weight.data = torch.tensor([[1.0, -2.0], [0.5, 1.0]])
-    loss, _ = adversarial_terms(disc, new, torch.randn(2, 2), 0.7)
+    disc[0].weight.data = torch.tensor([[1.0, -2.0], [0.5, 1.0]])
+    loss, _, _ = adversarial_terms(disc, new, torch.randn(2, 2), 0.7)
     loss.backward()
     plain = new.detach().clone().requires_grad_(True)
     F.cross_entropy(disc(plain), torch.zeros(3, dtype=torch.long)).backward()
     assert torch.allclose(new.grad, -0.7 * plain.grad)
+
+
+def test_adversarial_terms_count_the_live_hidden_units():
+    disc = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        disc[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))
+        disc[0].bias.copy_(torch.tensor([0.0, 0.0, -5.0, -5.0]))  # units 3 and 4 are 0 on inputs in [0, 1]^2
+    new, old = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    assert adversarial_terms(disc, new, old, 1.0).active.item() == pytest.approx(1 / 4)  # unit 2 is 0 too
+    assert adversarial_terms(disc, new, torch.tensor([[0.0, 1.0]]), 1.0).active.item() == pytest.approx(2 / 4)
+    with torch.no_grad():
+        disc[0].bias.fill_(-5.0)  # every unit dead: D's output is its last bias, whatever the input
+    terms = adversarial_terms(disc, new, old, 1.0)
+    assert terms.active.item() == 0.0
+    logits = disc(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    assert torch.equal(logits[0], logits[1])

@@ -64,15 +64,29 @@ def test_forward_weights_and_schedules_the_terms(old, tmp_path):
                                   method.boundary.has_boundary)
     old_feats = F.normalize(method.old_embeddings(batch.images, batch.indices), dim=1)
     strength = dann_lambda(7 / 15)
-    adv, accuracy = adversarial_terms(method.discriminator, new, old_feats, strength)
+    adv, accuracy, active = adversarial_terms(method.discriminator, new, old_feats, strength)
     assert terms["grl_lambda"].item() == pytest.approx(2 / (1 + math.exp(-10 * 7 / 15)) - 1)
     assert terms["p2s"].item() == pytest.approx(2.0 * p2s.item(), rel=1e-5)
     assert terms["adv"].item() == pytest.approx(3.0 * (3 - 1) / 3 * adv.item(), rel=1e-5)  # epoch 1 of 3
     assert terms["total"].item() == pytest.approx((terms["ce"] + terms["p2s"] + terms["adv"]).item(), rel=1e-6)
     assert terms["violating"].item() == pytest.approx(violating.float().mean().item())
     assert terms["disc_acc"].item() == pytest.approx(accuracy.item())
+    assert terms["disc_active"].item() == pytest.approx(active.item()) and active.item() > 0.5  # D starts alive
     terms["total"].backward()  # both the new model and the boundary weights get gradients
     assert method.boundary.weight.grad is not None and method.discriminator[0].weight.grad is not None
+
+
+def test_a_dead_discriminator_is_a_warning(old, tmp_path):
+    method, _, batch = build(old, tmp_path)
+    method.train()
+    assert method.epoch_warnings(0, {"disc_active": 0.6}) == []
+    with torch.no_grad():
+        method.discriminator[1].bias.fill_(-100.0)  # the BatchNorm shifts below every unit's range
+    terms = method(batch)
+    assert terms["disc_active"].item() == 0.0
+    (warning,) = method.epoch_warnings(2, {"disc_active": terms["disc_active"].item()})
+    assert "in epoch 3" in warning and "--disc-lr than 0.01" in warning and "\n" not in warning
+    assert build(old, tmp_path, adv_weight=0.0)[0].epoch_warnings(0, {"disc_active": 0.0}) == []
 
 
 def test_discriminator_has_its_own_learning_rate(old, tmp_path):
@@ -87,7 +101,9 @@ def test_discriminator_has_its_own_learning_rate(old, tmp_path):
     seen = [id(p) for g in groups for p in g["params"]]
     assert sorted(seen) == sorted(id(p) for p in method.parameters()) and len(set(seen)) == len(seen)
     default = build(old, tmp_path)[0].param_groups(0.1, 1e-4)
-    assert {g["lr"] for g in default} == {0.1}
+    assert {g["lr"] for g in default} == {0.1, 0.01}  # the default --disc-lr, chosen on val
+    same = build(old, tmp_path, disc_lr=None)[0].param_groups(0.1, 1e-4)
+    assert {g["lr"] for g in same} == {0.1}  # none: the run's --lr
 
 
 @pytest.mark.slow
@@ -112,7 +128,7 @@ def test_cli_trains_exports_only_the_new_model_and_rejects_bad_input(tmp_path):
     compat("train", "advbct", *SMALL, "--epochs", "2", "--old", tmp_path / "old", "--out", tmp_path / "new")
     history = [json.loads(line) for line in (tmp_path / "new" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 2 and set(history[0]["loss"]) == {"total", "ce", "p2s", "adv"}
-    assert set(history[0]["scalars"]) == {"grl_lambda", "violating", "disc_acc"}
+    assert set(history[0]["scalars"]) == {"grl_lambda", "violating", "disc_acc", "disc_active"}
     assert 0 <= history[0]["scalars"]["grl_lambda"] < history[1]["scalars"]["grl_lambda"] < 1
     exported = load_file(tmp_path / "new" / "model.safetensors")
     assert not [k for k in exported if "discriminator" in k or "boundary" in k]

@@ -25,6 +25,9 @@ class RichReporter(Reporter):
     def note(self, line: str) -> None:
         self.progress.console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
 
+    def warning(self, line: str) -> None:
+        self.progress.console.print(f"[bold red]warning:[/] {escape(line)}", highlight=False)
+
     def step(self, epoch, step, steps, terms, images_per_sec) -> None:
         self.progress.update(self.task, advance=1, epoch=epoch + 1,
                              terms=f"{_fmt(terms)} {images_per_sec:.0f} img/s")

@@ -1,6 +1,6 @@
 """The Method surface the engine offers: steps_per_epoch / total_steps / resumed in the context, epoch and
 global step on each batch, logged-only scalars, terms missing on some steps averaged over the steps that
-returned them, and declared buffers checked by name."""
+returned them, epoch warnings printed and kept in the history, and declared buffers checked by name."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ class Probe(Method):
             terms["odd"] = torch.tensor(float(batch.step))
         return terms
 
+    def epoch_warnings(self, epoch, means):
+        return [f"fill reached {means['fill']:g} in epoch {epoch + 1}"] if means["fill"] > 10 else []
+
 
 @pytest.fixture
 def probe_method():
@@ -51,7 +54,7 @@ def probe_method():
     registry._entries.pop("probe")
 
 
-def test_context_batches_scalars_and_partial_terms(probe_method, tmp_path):
+def test_context_batches_scalars_and_partial_terms(probe_method, tmp_path, capsys):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -67,6 +70,9 @@ def test_context_batches_scalars_and_partial_terms(probe_method, tmp_path):
     assert "fill" not in first["loss"] and first["scalars"]["fill"] == pytest.approx(3.5)  # mean of 0..7
     assert first["loss"]["odd"] == pytest.approx(4.0)  # mean of 1, 3, 5, 7: the steps that returned it
     assert second["loss"]["odd"] == pytest.approx(12.0) and second["scalars"]["fill"] == pytest.approx(11.5)
+    # the method's epoch warnings, from the epoch means: in the record of that epoch and on stderr
+    assert "warnings" not in first and second["warnings"] == ["fill reached 11.5 in epoch 2"]
+    assert "  warning: fill reached 11.5 in epoch 2" in capsys.readouterr().err.splitlines()
 
 
 def test_step_averages_count_each_name_separately():

@@ -160,7 +160,7 @@ def test_the_shipped_fashion_study_file_is_valid():
     if shutil.which("true") and "fashion-mnist: no Fashion-MNIST" in proc.stderr:
         pytest.skip("Fashion-MNIST is not installed here (dataset-fashion-mnist)")
     assert proc.returncode == 0, proc.stderr
-    assert "107 runs" in proc.stdout and "old-s1 + independent-n2" in proc.stdout
+    assert "113 runs" in proc.stdout and "old-s1 + independent-n2" in proc.stdout
 
 
 CLASSIFICATION = """name: digits-cls

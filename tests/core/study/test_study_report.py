@@ -91,6 +91,19 @@ def test_by_group_is_summarised_over_pairs(tmp_path):
     assert "new_old_by_group" not in report["methods"]["b"]  # no pair of b has it
 
 
+def test_runs_that_warned_during_training_are_named(tmp_path):
+    write_study(tmp_path)
+    run = tmp_path / "runs" / "b-o3-n2"
+    run.mkdir(parents=True)
+    records = [{"epoch": e, "loss": {"total": 1.0}, **({"warnings": ["D died"]} if e > 1 else {})} for e in (1, 2, 3)]
+    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = build_report(tmp_path, "test")
+    assert report["methods"]["b"]["training_warnings"] == {"b-o3-n2": [2, 3]}
+    assert "training_warnings" not in report["methods"]["a"]
+    assert ("Warning: b: 1 of 2 runs warned during training (b-o3-n2 from epoch 2); its numbers may not show "
+            "what the method is meant to do.") in markdown(report)
+
+
 def test_markdown_holds_every_method_and_the_split(tmp_path):
     text = markdown(build_report(write_study(tmp_path), "test"))
     assert "split `test`" in text

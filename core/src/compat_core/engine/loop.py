@@ -284,6 +284,9 @@ class _Trainer:
                   "images_per_sec": seen / seconds, "seconds": seconds}
         if scalars & set(means):
             record["scalars"] = {k: v for k, v in means.items() if k in scalars}
+        warnings = [str(w) for w in self.method.epoch_warnings(epoch, means)]
+        if warnings:
+            record["warnings"] = warnings
         kept = None
         if self.dist.is_main:
             self._validate(record)
@@ -295,6 +298,8 @@ class _Trainer:
         self.history.append(record)
         self.dist.barrier()
         self.reporter.epoch_end(record)
+        for line in record.get("warnings", ()):
+            self.reporter.warning(line)
         if kept:
             self.reporter.note(f"replaced the previous run in {self.run_dir}; kept the files it did not write: "
                                f"{', '.join(kept)}")

@@ -23,6 +23,10 @@ class Reporter:
         """A message of the method about its inputs, printed once at the start."""
         self._print(f"  note: {line}")
 
+    def warning(self, line: str) -> None:
+        """A warning of the method about the epoch just trained (see ``Method.epoch_warnings``)."""
+        self._print(f"  warning: {line}")
+
     def step(self, epoch: int, step: int, steps: int, terms: dict[str, float], images_per_sec: float) -> None:
         if self.every and (step + 1) % self.every == 0:
             self._print(f"  epoch {epoch + 1} step {step + 1}/{steps} " + _fmt(terms)

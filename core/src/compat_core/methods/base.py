@@ -12,6 +12,7 @@ registered buffer. See ``core/METHODS.md`` for how each seed method maps onto th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -94,7 +95,8 @@ class Method(nn.Module):
     """Base class of training methods.
 
     Subclasses set ``config_class`` and implement :meth:`forward` (or set ``fits_once`` and implement
-    :meth:`fit`). Optional: :meth:`on_epoch_start`, :meth:`on_epoch_end`, :meth:`param_groups`, :meth:`export`.
+    :meth:`fit`). Optional: :meth:`on_epoch_start`, :meth:`on_epoch_end`, :meth:`epoch_warnings`, :meth:`param_groups`,
+    :meth:`export`.
 
     ``forward`` returns named scalars: ``total`` (what is backpropagated), the loss terms that make it up
     (logged per epoch under ``loss``), and the names listed in ``scalars``, logged under ``scalars`` and
@@ -150,6 +152,15 @@ class Method(nn.Module):
 
     def on_epoch_end(self, epoch: int) -> None:
         """Called after each epoch, before the checkpoint is written."""
+
+    def epoch_warnings(self, epoch: int, means: Mapping[str, float]) -> list[str]:
+        """Warnings about the epoch just trained, from its mean terms and scalars (the same on every process).
+
+        The engine prints each on stderr (rank 0) and keeps them in the epoch's history record under
+        ``warnings``, so a study can point at the runs that had them. For a state in which the method
+        silently stops doing what it is for (a discriminator whose output no longer depends on its input).
+        """
+        return []
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups; override to give a module its own lr (e.g. a discriminator)."""

@@ -91,9 +91,24 @@ def print_report(console, report: dict[str, Any]) -> None:
     for name, pairs in report.get("missing", {}).items():
         console.print(f"[yellow]missing:[/] {name}: seed pairs {', '.join(pairs)} have no results yet "
                       f"(resume the study)", highlight=False)
+    for line in _warning_lines(report):
+        console.print(f"[bold red]warning:[/] {escape(line)}", highlight=False)
     for source, names in _merged(report).items():
         console.print(f"from {source} (same old and reference models, checked pair by pair): "
                       f"{', '.join(names)}", highlight=False, markup=False)
+
+
+def _warning_lines(report: dict) -> list[str]:
+    """One line per method entry some of whose runs warned during training."""
+    lines = []
+    for name, summary in report["methods"].items():
+        warned = summary.get("training_warnings")
+        if warned:
+            runs = ", ".join(f"{run} from epoch {epochs[0]}" for run, epochs in warned.items())
+            lines.append(f"{name}: {len(warned)} of {summary['n']} runs warned during training ({runs}); "
+                         f"its numbers may not show what the method is meant to do. The warnings are in "
+                         f"each run's history.jsonl.")
+    return lines
 
 
 def _merged(report: dict) -> dict[str, list[str]]:
@@ -130,6 +145,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     for name, pairs in report.get("missing", {}).items():
         lines.append(f"Missing: {name}, seed pairs {', '.join(pairs)}.")
+    lines += [f"Warning: {line}" for line in _warning_lines(report)]
     for source, names in _merged(report).items():
         lines.append(f"From `{source}` (same old and reference models, checked pair by pair): "
                      f"{', '.join(names)}.")

@@ -16,6 +16,7 @@ from typing import Any
 
 from compat_core.errors import CompatError
 from compat_core.io import read_json
+from compat_core.runs import read_history
 from compat_core.study import classification
 from compat_core.study.plan import retrieval_pairs, seed_pairs
 from compat_core.study.runner import read_study_dir
@@ -67,6 +68,9 @@ def build_report(study_dir: str | Path, split: str = "test", compare_to: str | N
         missing[entry] = absent
         if rows:
             methods[entry] = summarise(spec.methods[entry].method, rows)
+            warned = _training_warnings(study_dir, rows)
+            if warned:
+                methods[entry]["training_warnings"] = warned
             if task == "retrieval" and spec.methods[entry].transforms:
                 methods[entry]["transforms"] = spec.methods[entry].transforms
     report = {"study": spec.name, "task": task, "split": split, "data": spec.data,
@@ -134,6 +138,18 @@ def _shared_values(report: dict[str, Any]) -> dict[tuple[int, int], dict[str, fl
                 **{f"old/old {m}": row["old_old"][m] for m in METRICS},
                 **{f"reference new/new {m}": row["reference_new_new"][m] for m in METRICS}}
     return values
+
+
+def _training_warnings(study_dir: str | Path, rows: list[dict]) -> dict[str, list[int]]:
+    """``{run: [epochs with a warning]}`` for the runs of ``rows`` whose training warned (a method's
+    ``epoch_warnings``: the run's numbers may not show what the method is meant to do)."""
+    warned = {}
+    for row in rows:
+        history = read_history(Path(study_dir) / "runs" / row["run"] / "history.jsonl", strict=False)
+        epochs = [int(record["epoch"]) for record in history if record.get("warnings")]
+        if epochs:
+            warned[row["run"]] = epochs
+    return warned
 
 
 def _read_earlier(path: str | Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -155,24 +156,44 @@ def dann_lambda(progress: float) -> float:
     return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
 
 
-def adversarial_terms(discriminator: torch.nn.Module, new: torch.Tensor, old: torch.Tensor, strength: float
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``CE(D(GRL(new)), 0) + CE(D(old), 1)`` and the discriminator's accuracy on both.
+class AdversarialTerms(NamedTuple):
+    """What :func:`adversarial_terms` measures on one batch."""
+
+    loss: torch.Tensor  # CE(D(GRL(new)), 0) + CE(D(old), 1)
+    accuracy: torch.Tensor  # D's accuracy on both halves
+    active: torch.Tensor  # share of D's last hidden units that are non-zero on at least one row of the batch
+
+
+def adversarial_terms(discriminator: torch.nn.Sequential, new: torch.Tensor, old: torch.Tensor, strength: float
+                      ) -> AdversarialTerms:
+    """``CE(D(GRL(new)), 0) + CE(D(old), 1)``, the discriminator's accuracy, and how many of its units live.
 
     Both halves go through D as one batch: its BatchNorm then normalises with statistics of both domains
     (two calls would centre each domain on its own mean and hide exactly the shift D should see), and the
     batch has at least two rows even when a process holds a single sample. ``old`` is detached.
 
+    ``active`` watches for the failure of ReLU discriminators: once every hidden unit is 0 on every input (a
+    too-large step drives the BatchNorm shifts below the units' range), D's output is a constant, the
+    term's value stays at ``2 ln 2`` at best and no gradient reaches the model.
+
+    Args:
+        discriminator: a ``Sequential`` whose last module is the output layer; ``active`` is measured on the
+            input of that layer.
+        new, old: (B, D) and (B', D) embeddings; ``new`` goes through the gradient reversal.
+        strength: the reversal's strength (DANN's lambda).
+
     Example:
-        >>> disc = torch.nn.Linear(2, 2)
-        >>> loss, accuracy = adversarial_terms(disc, torch.ones(3, 2), torch.zeros(3, 2), 1.0)
-        >>> loss.shape, 0 <= float(accuracy) <= 1
-        (torch.Size([]), True)
+        >>> disc = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+        >>> terms = adversarial_terms(disc, torch.ones(3, 2), torch.zeros(3, 2), 1.0)
+        >>> terms.loss.shape, 0 <= float(terms.accuracy) <= 1, 0 <= float(terms.active) <= 1
+        (torch.Size([]), True, True)
     """
-    logits = discriminator(torch.cat([reverse_gradient(new, strength), old.detach()])).float()
+    hidden = discriminator[:-1](torch.cat([reverse_gradient(new, strength), old.detach()]))
+    logits = discriminator[-1](hidden).float()
     domain = torch.cat([torch.zeros(len(new), dtype=torch.long, device=logits.device),
                         torch.ones(len(old), dtype=torch.long, device=logits.device)])
     n = len(new)
     loss = F.cross_entropy(logits[:n], domain[:n]) + F.cross_entropy(logits[n:], domain[n:])
     accuracy = (logits.detach().argmax(dim=1) == domain).float().mean()
-    return loss, accuracy
+    active = (hidden.detach() != 0).any(dim=0).float().mean()
+    return AdversarialTerms(loss, accuracy, active)

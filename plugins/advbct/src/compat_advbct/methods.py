@@ -16,11 +16,12 @@ checkpoint (they are sub-modules), so ``--resume`` continues them.
 Example:
     >>> method = AdvBCT(AdvBCTConfig(theta=0.4), ctx)  # doctest: +SKIP
     >>> sorted(method(batch))  # doctest: +SKIP
-    ['adv', 'ce', 'disc_acc', 'grl_lambda', 'p2s', 'total', 'violating']
+    ['adv', 'ce', 'disc_acc', 'disc_active', 'grl_lambda', 'p2s', 'total', 'violating']
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,10 @@ from compat_advbct.losses import (
     elastic_radius,
     point_to_set,
 )
+
+
+#: Below this epoch mean of ``disc_active`` the discriminator counts as dead (see ``epoch_warnings``).
+DEAD_DISCRIMINATOR = 0.02
 
 
 class ElasticBoundary(nn.Module):
@@ -76,7 +81,7 @@ class AdvBCT(Method):
     """AdvBCT (Pan et al., CVPR 2023) on compat's engine."""
 
     config_class = AdvBCTConfig
-    scalars = ("grl_lambda", "violating", "disc_acc")
+    scalars = ("grl_lambda", "violating", "disc_acc", "disc_active")
     # identical on every process by construction (computed from the whole dataset): DDP need not broadcast them
     local_buffers = ("boundary.centres", "boundary.r_max", "boundary.has_boundary")
 
@@ -116,13 +121,26 @@ class AdvBCT(Method):
         with torch.no_grad():
             old = F.normalize(self.old_embeddings(batch.images, batch.indices).float(), dim=1)
         strength = dann_lambda(batch.step / max(1, self.ctx.total_steps))
-        adv, accuracy = adversarial_terms(self.discriminator, new, old, strength)
+        adversarial = adversarial_terms(self.discriminator, new, old, strength)
         epochs = self.ctx.config.epochs
         p2s = self.config.p2s_weight * p2s
-        adv = self.config.adv_weight * (epochs - batch.epoch) / epochs * adv  # fades out linearly over the run
+        # fades out linearly over the run
+        adv = self.config.adv_weight * (epochs - batch.epoch) / epochs * adversarial.loss
         return {"total": ce + p2s + adv, "ce": ce, "p2s": p2s, "adv": adv,
                 "grl_lambda": torch.tensor(strength), "violating": violating.float().mean(),
-                "disc_acc": accuracy}
+                "disc_acc": adversarial.accuracy, "disc_active": adversarial.active}
+
+    def epoch_warnings(self, epoch: int, means: Mapping[str, float]) -> list[str]:
+        """A warning when the discriminator's hidden units were (almost) all inactive through the epoch."""
+        active = means.get("disc_active")
+        if self.config.adv_weight == 0 or active is None or active >= DEAD_DISCRIMINATOR:
+            return []
+        lr = self.config.disc_lr if self.config.disc_lr is not None else self.ctx.config.lr
+        return [f"advbct: in epoch {epoch + 1} only {100 * active:.2f}% of the discriminator's hidden units were "
+                f"non-zero on any sample of a batch (mean disc_active {active:.4f}): its ReLUs have died, its output "
+                f"hardly depends on its input, and the adversarial term no longer trains the model. Train with a "
+                f"lower --disc-lr than {lr:g} (the compat-advbct README gives the value chosen on Fashion-MNIST's "
+                f"validation split)."]
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """The discriminator at ``--disc-lr`` (default: ``lr``), everything else at ``lr``; core's decay rules."""
