@@ -11,8 +11,8 @@ registered buffer. See ``core/METHODS.md`` for how each seed method maps onto th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch

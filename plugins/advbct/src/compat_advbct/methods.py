@@ -41,7 +41,6 @@ from compat_advbct.losses import (
     point_to_set,
 )
 
-
 #: Below this epoch mean of ``disc_active`` the discriminator counts as dead (see ``epoch_warnings``).
 DEAD_DISCRIMINATOR = 0.02
 
