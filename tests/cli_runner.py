@@ -10,9 +10,10 @@ import subprocess
 import sys
 
 
-def compat(*args, check: bool = True) -> subprocess.CompletedProcess:
-    """``compat ARGS`` in a fresh interpreter; with ``check``, a non-zero exit fails the test with stderr."""
-    env = {**os.environ, "COLUMNS": "250"}  # wide help tables: flags are not cut
+def compat(*args, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``compat ARGS`` in a fresh interpreter; with ``check``, a non-zero exit fails the test with stderr.
+    ``env`` adds to (or overrides) the environment, e.g. ``{"COLUMNS": "80"}`` for a narrow log."""
+    env = {**os.environ, "COLUMNS": "250", **(env or {})}  # wide help tables: flags are not cut
     proc = subprocess.run([sys.executable, "-m", "compat_cli.main", *map(str, args)], capture_output=True,
                           text=True, timeout=600, env=env)
     if check and proc.returncode != 0:

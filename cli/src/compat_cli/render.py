@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from compat_core.tables import add_column
 from rich.console import Console
 from rich.table import Table
 
@@ -32,8 +33,8 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def render_metrics(console: Console, title: str, result: dict[str, Any]) -> None:
     table = Table(title=f"{title} (percent)")
     # Keys stay whole; long values (paths) fold onto more lines instead of ending in an ellipsis.
-    table.add_column("metric", no_wrap=True)
-    table.add_column("value", justify="right", overflow="fold")
+    add_column(table, "metric")
+    add_column(table, "value", right=True)
     for key, value in flatten(result).items():
         table.add_row(key, fmt(key.rsplit(".", 1)[-1], value))
     console.print(table)

@@ -161,6 +161,12 @@ def test_the_shipped_fashion_study_file_is_valid():
         pytest.skip("Fashion-MNIST is not installed here (dataset-fashion-mnist)")
     assert proc.returncode == 0, proc.stderr
     assert "113 runs" in proc.stdout and "old-s1 + independent-n2" in proc.stdout
+    # in an 80-column pipe no name is cut, and each run's name stays on one line
+    narrow = compat("study", "run", ROOT / "studies" / "fashion-mnist-5to10.yaml", "--out", "unused",
+                    "--dry-run", env={"COLUMNS": "80"})
+    assert "…" not in narrow.stdout and max(map(len, narrow.stdout.splitlines())) <= 80
+    for name in ("advbct-disc-lr-0.01-o5-n4", "procrustes-to-old-o5-n4", "independent-n4"):
+        assert f"  {name} " in narrow.stdout
 
 
 CLASSIFICATION = """name: digits-cls

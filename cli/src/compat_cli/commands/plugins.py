@@ -7,6 +7,7 @@ import textwrap
 from typing import Annotated
 
 import typer
+from compat_core.tables import add_column
 from rich.console import Console
 from rich.table import Table
 
@@ -68,7 +69,7 @@ def show(method: Annotated[str, typer.Argument(help="Method name (e.g. baseline)
     console.print(f"[bold]{method}[/] ({entry.distribution}): {entry.summary}")
     table = Table()
     for column in ("option", "type", "default", "description"):
-        table.add_column(column, overflow="fold")
+        add_column(table, column)
     for name, field in config_cls.model_fields.items():
         if field.is_required():
             default = "(required)"

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from compat_core.tables import add_column
 from rich.console import Console
 
 app = typer.Typer(help="Find, inspect and compare training runs.", no_args_is_help=True)
@@ -17,7 +18,7 @@ def _table(title: str, columns: list[str]):
 
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left")
     for number, column in enumerate(columns):  # fold, never cut: every name and number stays whole
-        table.add_column(column, overflow="fold", justify="left" if number == 0 else "right")
+        add_column(table, column, right=number > 0)
     return table
 
 

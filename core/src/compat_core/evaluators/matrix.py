@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import Field
 
 from compat_core.evaluators.retrieval import SourceOptions
+from compat_core.tables import add_column
 
 CRITERION_METRICS = ("top1", "mAP")
 ROW_METRICS = ("top1", "top5", "mAP")
@@ -261,12 +262,12 @@ def _table(title: str, caption: str | None = None):
 
 def _name_columns(table, *headers: str) -> None:
     for header in headers:
-        table.add_column(header, overflow="fold", min_width=len(header))
+        add_column(table, header)
 
 
 def _number_columns(table, *headers: str) -> None:
     for header in headers:
-        table.add_column(header, justify="right", no_wrap=True, min_width=max(len(header), 6))
+        add_column(table, header, right=True, min_width=6)
 
 
 def _percent(value) -> str:
@@ -287,7 +288,7 @@ def _pairs_table(result: dict):
 def _groups_table(result: dict):
     table = _table("by class group: queries of classes the gallery model saw (old) or not (new); percent")
     _name_columns(table, "query", "gallery")
-    table.add_column("classes", no_wrap=True)
+    add_column(table, "classes")
     _number_columns(table, "queries", "top-1", "top-5", "mAP")
     for row in result["results"]:
         for group, values in row.get("by_group", {}).items():
@@ -309,9 +310,9 @@ def _verdict_table(result: dict):
     # One name column, the new run on the top-1 line and the old one below it: the numbers keep
     # their width and a name gets almost half the line.
     _name_columns(table, "new vs old")
-    table.add_column("metric", no_wrap=True)
+    add_column(table, "metric")
     _number_columns(table, "new/old", "old/old", upper, "gain")
-    table.add_column("held", no_wrap=True)
+    add_column(table, "held")
     for n, v in enumerate(result["compatibility"], 1):
         last_pair = n == len(result["compatibility"])
         names = (v["new_label"], f"vs {v['old_label']}")

@@ -21,6 +21,7 @@ from pydantic import Field
 from compat_core.config import Options
 from compat_core.errors import CompatError
 from compat_core.io import read_npz
+from compat_core.tables import add_column
 
 
 class RegressionOptions(Options):
@@ -217,13 +218,13 @@ def render_regression(console, result: dict) -> None:
 
     models = Table(title=f"regression of the update ({result['split']}, {result['n']} images; percent)")
     for column in ("model", "source", "top-1", "top-5"):
-        models.add_column(column, justify="right" if column.startswith("top") else "left")
+        add_column(models, column, right=column.startswith("top"))
     models.add_row("old", ", ".join(result["old"]), pct(result["old_accuracy"]), pct(result.get("old_top5")))
     models.add_row("new", result["new"], pct(result["new_accuracy"]), pct(result.get("new_top5")))
     console.print(models)
     flips = Table(title="flips (percent)")
     for column in ("samples", "n", "NFR", "NFI", "PFR", "PFI", "BTC", "BEC", "neg. flips", "pos. flips"):
-        flips.add_column(column, justify="left" if column == "samples" else "right")
+        add_column(flips, column, right=column != "samples")
     parts = [("all", result)] + ([("old classes", result["old_classes"])] if result.get("old_classes") else [])
     for name, m in parts:
         flips.add_row(name, str(m["n"]), *(pct(m[k]) for k in ("nfr", "nfi", "pfr", "pfi", "btc", "bec")),
@@ -231,7 +232,7 @@ def render_regression(console, result: dict) -> None:
     console.print(flips)
     per_class = Table(title="per class (percent)")
     for column in ("class", "n", "old acc", "new acc", "NFR", "neg. flips", "pos. flips"):
-        per_class.add_column(column, justify="left" if column == "class" else "right")
+        add_column(per_class, column, right=column != "class")
     for row in result["per_class"]:
         per_class.add_row(row["class"], str(row["n"]), pct(row["old_accuracy"]), pct(row["new_accuracy"]),
                           pct(row["nfr"]), str(row["negative_flips"]), str(row["positive_flips"]))

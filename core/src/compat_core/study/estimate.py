@@ -15,6 +15,7 @@ from pathlib import Path
 from compat_core.study.plan import PlannedRun, plan_pairs, plan_runs
 from compat_core.study.runner import run_status
 from compat_core.study.spec import StudySpec
+from compat_core.tables import add_column
 
 
 def print_plan(console, spec: StudySpec, study_dir: str | Path, only: list[str] | None) -> None:
@@ -26,8 +27,10 @@ def print_plan(console, spec: StudySpec, study_dir: str | Path, only: list[str] 
     runs = plan_runs(spec, study_dir, only)
     resolved = resolve_runs(runs)  # a bad option shows in the dry run, not an hour into the real one
     table = Table(title=f"study {spec.name}: {len(runs)} runs", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("run", "method", "seed", "against", "status"):
-        table.add_column(column, no_wrap=True)
+    # run names whole on one line (they are what --only and the run folders use); the rest folds
+    add_column(table, "run", min_width=max((len(run.name) for run in runs), default=0))
+    for column in ("method", "seed", "against", "status"):
+        add_column(table, column)
     for run in runs:
         table.add_row(run.name, run.method, str(run.seed), run.against, run_status(run))
     console.print(table)

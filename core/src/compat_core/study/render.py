@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compat_core.study.stats import pm
+from compat_core.tables import add_column
 
 NAMES = {"top1": "top-1", "top5": "top-5", "mAP": "mAP"}
 
@@ -83,8 +84,7 @@ def print_report(console, report: dict[str, Any]) -> None:
         table = Table(title=escape(title), box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left")
         for number, column in enumerate(header):
             # fold, never ellipsize: a cell too wide for the terminal wraps whole, it is not cut
-            table.add_column(escape(column), justify="left" if number == 0 else "right", overflow="fold",
-                             min_width=len(column) if number else None)
+            add_column(table, escape(column), right=number > 0)
         for row in rows:
             table.add_row(*(escape(cell) for cell in row))
         console.print(table)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 from compat_core.evaluators.retrieval import SourceOptions
+from compat_core.tables import add_column
 from pydantic import Field
 
 
@@ -141,14 +142,14 @@ def render_backfill(console, result: dict) -> None:
     title = f"backfilling curve, {result['order']} order ({result['metric']}, {result['n_gallery']} items; percent)"
     table = Table(title=title)
     for column in ("backfilled", "top-1", "top-5", "mAP"):
-        table.add_column(column, justify="right")
+        add_column(table, column, right=True)
     curves = result["curves"]
     for i, fraction in enumerate(result["fractions"]):
         table.add_row(f"{100 * fraction:.1f}%", *(f"{100 * curves[k][i]:.2f}" for k in ("top1", "top5", "mAP")))
     console.print(table)
     summary = Table(title="area under the curve (percent)")
     for column in ("", "top-1", "top-5", "mAP"):
-        summary.add_column(column, justify="right" if column else "left")
+        add_column(summary, column, right=bool(column))
     for name, label in (("mean", "AUC, mean of points (papers)"), ("trapezoid", "AUC, trapezoid")):
         summary.add_row(label, *(f"{100 * result['auc'][name][k]:.2f}" for k in ("top1", "top5", "mAP")))
     for name, point in result.get("reference", {}).items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from compat_core.tables import add_column
+
 
 def _percent(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
@@ -17,7 +19,7 @@ def render_ijbc(console, result: dict) -> None:
     table = Table(title=f"{settings['target'].upper()} 1:1 verification, {mode} (TAR@FAR, percent)")
     keys = list(verification["tar_at_far"])
     for column in ["", *keys, "AUC"]:
-        table.add_column(column, justify="right")
+        add_column(table, column, right=True)
     table.add_row("TAR", *(_percent(verification["tar_at_far"][k]) for k in keys), _percent(verification["auc"]))
     console.print(table)
     console.print(f"{verification['n_pairs']} pairs ({verification['n_genuine']} genuine), "
@@ -28,7 +30,7 @@ def render_ijbc(console, result: dict) -> None:
     fpirs = list(identification["G1"]["tpir_at_fpir"])
     search = Table(title=f"{settings['target'].upper()} 1:N identification, {mode} (percent)")
     for column in ["gallery", "top-1", "top-5", "top-10", *(f"TPIR@{k}" for k in fpirs)]:
-        search.add_column(column, justify="right" if column != "gallery" else "left")
+        add_column(search, column, right=column != "gallery")
     for name in ("G1", "G2", "mean"):
         row = identification[name]
         search.add_row(name, *(_percent(row[k]) for k in ("top1", "top5", "top10")),
