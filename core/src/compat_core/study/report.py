@@ -94,7 +94,8 @@ def merge_earlier(report: dict[str, Any], spec: StudySpec, paths: Sequence[str |
 
     Pairing is only sound when both folders hold the same old and reference models, so every seed pair
     present on both sides must show the same old/old and reference new/new values (to
-    :data:`SAME_MODEL_TOLERANCE`); anything else is an error (models trained on another machine or by other code differ in their last digits).
+    :data:`SAME_MODEL_TOLERANCE`); anything else is an error (models trained on another machine or by other
+    code differ in their last digits).
     Merged entries record where they came from (``from``)."""
     if report["task"] != "retrieval":
         raise CompatError(f"--with: merging earlier reports is for retrieval studies; study {spec.name} is a "

@@ -134,7 +134,7 @@ class AdvBCT(Method):
         active = means.get("disc_active")
         if self.config.adv_weight == 0 or active is None or active >= DEAD_DISCRIMINATOR:
             return []
-        lr = self.config.disc_lr if self.config.disc_lr is not None else self.ctx.config.lr
+        lr = self._disc_lr(self.ctx.config.lr)
         return [f"advbct: in epoch {epoch + 1} only {100 * active:.2f}% of the discriminator's hidden units were "
                 f"non-zero on any sample of a batch (mean disc_active {active:.4f}): its ReLUs have died, its output "
                 f"hardly depends on its input, and the adversarial term no longer trains the model. Train with a "
@@ -142,8 +142,12 @@ class AdvBCT(Method):
                 f"validation split)."]
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        """The discriminator at ``--disc-lr`` (default: ``lr``), everything else at ``lr``; core's decay rules."""
+        """The discriminator at ``--disc-lr`` (the run's ``lr`` when none), everything else at ``lr``; core's decay rules."""
         rest = nn.ModuleList([module for module in self.children() if module is not self.discriminator])
-        disc_lr = lr if self.config.disc_lr is None else self.config.disc_lr
-        return default_param_groups(rest, lr, weight_decay) + default_param_groups(self.discriminator, disc_lr,
+        return default_param_groups(rest, lr, weight_decay) + default_param_groups(self.discriminator,
+                                                                                   self._disc_lr(lr),
                                                                                    weight_decay)
+
+    def _disc_lr(self, lr: float) -> float:
+        """The discriminator's learning rate: ``--disc-lr``, or the run's ``lr`` when it is none."""
+        return lr if self.config.disc_lr is None else self.config.disc_lr
