@@ -8,12 +8,14 @@ import math
 from pathlib import Path
 
 import compat_bt2.plugin
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from cli_runner import assert_user_error, compat
 from compat_bt2.model import BT2Model, bt2_spec
 from compat_core.errors import CompatError
+from compat_core.features import features_of
 from compat_core.models.embedding import ModelSpec
 from compat_core.testing import run_conformance, train_old_model
 
@@ -102,7 +104,26 @@ def test_cli_trains_and_the_matrix_compares_on_the_old_dimensions(runs, tmp_path
     assert set(history["loss"]) == {"total", "ce", "influence", "old_cos", "new_cos"}
     matrix = tmp_path / "m.json"
     compat("eval", "matrix", old, tmp_path / "bt2", "--data", "digits", "--json", matrix)
-    assert json.loads(matrix.read_text())
+    rows = {(Path(r["query"]).name, Path(r["gallery"]).name): r for r in json.loads(matrix.read_text())["results"]}
+    # independent of the evaluator: top-1 of BT^2 queries on their first 16 (= d_old) dimensions against the
+    # old gallery, and of BT^2 against BT^2 on all 24, both leave-one-out, by cosine in numpy
+    query = features_of(str(tmp_path / "bt2"), data="digits", split="test", scoring=False)
+    gallery = features_of(str(old), data="digits", split="test", scoring=False)
+    assert query.features.shape[1] == 24 and gallery.features.shape[1] == 16
+    new_old = top1_leave_one_out(query.features[:, :16], gallery.features, query.labels)
+    new_new = top1_leave_one_out(query.features, query.features, query.labels)
+    one_query = 1.5 / len(query.labels)  # after one epoch some neighbours differ by 3e-8: float32 may swap one
+    assert rows["bt2", old.name]["top1"] == pytest.approx(new_old, abs=one_query)
+    assert rows["bt2", "bt2"]["top1"] == pytest.approx(new_new, abs=one_query)
+
+
+def top1_leave_one_out(query: np.ndarray, gallery: np.ndarray, labels: np.ndarray) -> float:
+    """Share of queries whose most cosine-similar gallery item (other than the same image) has their label."""
+    q = query / np.linalg.norm(query, axis=1, keepdims=True)
+    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    similarity = q.astype(np.float64) @ g.T.astype(np.float64)
+    np.fill_diagonal(similarity, -np.inf)
+    return float(np.mean(labels[similarity.argmax(axis=1)] == labels))
 
 
 @pytest.mark.slow

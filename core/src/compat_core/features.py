@@ -266,17 +266,29 @@ def align_dims(query: FeatureSet, gallery: FeatureSet, policy: str = "auto") -> 
         >>> [a.shape for a in align_dims(q, g, "truncate")]
         [(1, 2), (1, 2)]
     """
-    qf, gf = query.features, gallery.features
-    if qf.shape[1] == gf.shape[1]:
-        return qf, gf
     if policy == "auto":
         policy = query.dim_policy or gallery.dim_policy
+    return align_arrays(query.features, gallery.features, policy, ("query", "gallery"))
+
+
+def align_arrays(first: np.ndarray, second: np.ndarray, policy: str,
+                 names: tuple[str, str] = ("query", "gallery")) -> tuple[np.ndarray, np.ndarray]:
+    """Two feature arrays in one dimension by ``policy`` (``truncate`` | ``zero-pad``; anything else refuses
+    unequal dimensions, naming the sides ``names``). Equal dimensions pass through.
+
+    Example:
+        >>> [a.shape for a in align_arrays(np.ones((2, 5)), np.ones((3, 4)), "zero-pad")]
+        [(2, 5), (3, 5)]
+    """
+    if first.shape[1] == second.shape[1]:
+        return first, second
     if policy not in DIM_POLICIES:
-        raise CompatError(f"query features are {qf.shape[1]}-d but gallery features are {gf.shape[1]}-d, and "
-                          f"neither model records how to align them. Pass --align truncate (compare the first "
-                          f"{min(qf.shape[1], gf.shape[1])} dimensions) or --align zero-pad.")
-    dim = min(qf.shape[1], gf.shape[1]) if policy == "truncate" else max(qf.shape[1], gf.shape[1])
-    return _fit(qf, dim), _fit(gf, dim)
+        raise CompatError(f"{names[0]} features are {first.shape[1]}-d but {names[1]} features are "
+                          f"{second.shape[1]}-d, and neither model records how to align them. Pass --align "
+                          f"truncate (compare the first {min(first.shape[1], second.shape[1])} dimensions) or "
+                          f"--align zero-pad.")
+    dim = min(first.shape[1], second.shape[1]) if policy == "truncate" else max(first.shape[1], second.shape[1])
+    return _fit(first, dim), _fit(second, dim)
 
 
 def _fit(features: np.ndarray, dim: int) -> np.ndarray:

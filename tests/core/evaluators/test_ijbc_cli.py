@@ -171,3 +171,35 @@ def test_features_extract_needs_data_or_ijbc_root(setup, capsys, tmp_path):
     _, _, run = setup
     user_error(capsys, "features", "extract", "--model", run, "--out", tmp_path / "x.npz",
                fragments=["--data DATA", "--ijbc-root DIR"])
+
+
+def test_cross_between_models_of_different_dimensions_uses_the_recorded_policy(setup, capsys, tmp_path):
+    """A 24-d model that records ``dim_policy: truncate`` (as BT^2 does) against the 16-d run: the cross test
+    runs on its first 16 dimensions, equal to the test on its feature file truncated by hand."""
+    fixture, root, old = setup
+    torch.manual_seed(1)
+    spec = ModelSpec(backbone="test_resnet", embedding_dim=24, num_classes=0, classes=[], dim_policy="truncate",
+                     input={"size": 16, "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3})
+    wide = tmp_path / "wide"
+    save_model(EmbeddingModel(spec).eval(), wide)
+    files = {name: tmp_path / f"{name}.npz" for name in ("wide", "old")}
+    for name, run in (("wide", wide), ("old", old)):
+        code, _, err = compat(capsys, "features", "extract", "--model", run, "--ijbc-root", fixture.root, "--out",
+                              files[name], "--device", "cpu")
+        assert code == 0, err
+    with np.load(files["wide"]) as npz:
+        assert str(npz["dim_policy"]) == "truncate" and npz["features"].shape[1] == 24
+        head = tmp_path / "head.npz"
+        np.savez(head, features=npz["features"][:, :16])
+    reports = {}
+    for name, args in (("model", ["--model", wide, "--old-model", old, "--device", "cpu"]),
+                       ("file", ["--features", files["wide"], "--old-features", files["old"]]),
+                       ("hand", ["--features", head, "--old-features", files["old"]])):
+        reports[name] = tmp_path / f"{name}.json"
+        code, _, err = compat(capsys, "eval", "ijbc", "--root", fixture.root, *args, "--json", reports[name])
+        assert code == 0, err
+    model, file, hand = (json.loads(reports[k].read_text()) for k in ("model", "file", "hand"))
+    assert model["mode"] == "cross" and model["verification"] == file["verification"] == hand["verification"]
+    np.savez(tmp_path / "bare.npz", features=np.load(files["wide"])["features"])  # no policy recorded
+    user_error(capsys, "eval", "ijbc", "--root", fixture.root, "--features", tmp_path / "bare.npz", "--old-features",
+               files["old"], fragments=("the new features are 24-d but the old features are 16-d", "--align"))

@@ -109,12 +109,31 @@ def test_feature_file_with_wrong_row_count(folder):
         evaluate(fixture, features=path)
 
 
-def test_cross_needs_equal_dimensions_and_one_source_per_side(folder):
+def test_cross_with_different_dimensions_aligns_as_recorded_or_asked(folder):
+    """A 40-d new model whose first 32 dimensions are the old-compatible part (BT^2) against a 32-d old one:
+    truncation (asked, or recorded in the new feature file) equals the cross test on the first 32 dimensions;
+    zero-padding equals padding the old file by hand; with no policy, one clear error."""
+    fixture, root, features = folder
+    rng = np.random.default_rng(3)
+    wide = np.hstack([features, rng.normal(size=(len(features), 8)).astype(np.float32)])
+    old = str(write_features(root / "old32.npz", features))
+    new40 = str(write_features(root / "new40.npz", wide))
+    recorded = root / "new40-truncate.npz"
+    np.savez(recorded, features=wide, dim_policy=np.array("truncate"))
+    by_hand = metrics(evaluate(fixture, features=str(write_features(root / "new32.npz", wide[:, :32])),
+                               old_features=old))
+    assert metrics(evaluate(fixture, features=new40, old_features=old, align="truncate")) == by_hand
+    assert metrics(evaluate(fixture, features=str(recorded), old_features=old)) == by_hand
+    padded = str(write_features(root / "old40.npz", np.pad(features, ((0, 0), (0, 8)))))
+    assert (metrics(evaluate(fixture, features=new40, old_features=old, align="zero-pad"))
+            == metrics(evaluate(fixture, features=new40, old_features=padded)))
+    with pytest.raises(CompatError, match="the new features are 40-d but the old features are 32-d.*--align trunc"):
+        evaluate(fixture, features=new40, old_features=old)
+
+
+def test_cross_needs_one_source_per_side(folder):
     fixture, root, features = folder
     a = str(write_features(root / "d32.npz", features))
-    b = str(write_features(root / "d16.npz", features[:, :16]))
-    with pytest.raises(CompatError, match="32-d and the new ones 16-d"):
-        evaluate(fixture, features=b, old_features=a)
     with pytest.raises(CompatError, match="exactly one of --model"):
         evaluate(fixture)
     with pytest.raises(CompatError, match="at most one of --old-model"):

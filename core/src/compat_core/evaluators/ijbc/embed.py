@@ -151,13 +151,15 @@ def model_features(run_dir: str, files: MetaFiles, faces: Faces, rows: np.ndarra
 
 
 def save_image_features(path: str | os.PathLike, features: np.ndarray, faces: Faces, *, model: str, root: str,
-                        target: str, flip: bool) -> Path:
-    """Write the feature file read by ``compat eval ijbc --features`` (atomically)."""
+                        target: str, flip: bool, dim_policy: str = "") -> Path:
+    """Write the feature file read by ``compat eval ijbc --features`` (atomically); ``dim_policy`` is how the
+    model meets an old model of another dimension (``compat eval ijbc --align auto`` reads it)."""
     from compat_core.io import write_atomic
 
     arrays = {"features": features.astype(np.float32), "labels": faces.templates.astype(np.int64),
               "index": np.arange(len(faces), dtype=np.int64), "model": np.array(model), "data": np.array(root),
-              "split": np.array(target), "flip": np.array(flip)}
+              "split": np.array(target), "flip": np.array(flip),
+              "dim_policy": np.array(dim_policy)}
 
     def writer(tmp: Path) -> None:
         with open(tmp, "wb") as handle:  # a handle keeps numpy from appending .npz to the temporary name
@@ -240,5 +242,8 @@ def extract_ijbc_features(model: str, root: str | None, target: str, out: str, *
     faces = read_faces(files)
     features = model_features(model, files, faces, np.arange(len(faces)), flip=flip, batch_size=batch_size,
                               workers=workers, device=device)
-    save_image_features(out, features, faces, model=str(model), root=str(root), target=target, flip=flip)
+    from compat_core.models.run import read_spec
+
+    save_image_features(out, features, faces, model=str(model), root=str(root), target=target, flip=flip,
+                        dim_policy=str(read_spec(model).dim_policy or ""))
     return features.shape

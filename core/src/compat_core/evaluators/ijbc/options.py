@@ -19,6 +19,9 @@ class IjbcOptions(Options):
                                                    "with `features`, one row per line of the face file.")
     old_model: str | None = Field(None, description="Old model for the cross test: it encodes the gallery side.")
     old_features: str | None = Field(None, description="Old image features (.npz) for the cross test.")
+    align: Literal["auto", "truncate", "zero-pad"] = Field(
+        "auto", description="Cross test with models of different dimensions: truncate to the shorter (BT^2's "
+                            "old-compatible prefix), zero-pad the shorter, or auto (what the new model recorded).")
     one_to_n: bool = Field(False, description="Also run 1:N identification (G1, G2, mean, merged).",
                            json_schema_extra={"aliases": ["-N"]})
     flip: bool = Field(True, description="With --model: add the embedding of the mirrored face.")

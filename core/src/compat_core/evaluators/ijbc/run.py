@@ -63,9 +63,8 @@ def run_ijbc(options: IjbcOptions) -> dict:
     clock["meta"] = time.perf_counter()
     cross = bool(options.old_model or options.old_features)
     new, old = _both_sides(options, protocol, cross)
-    if old.shape[1] != new.shape[1]:
-        raise CompatError(f"the old features are {old.shape[1]}-d and the new ones {new.shape[1]}-d. The cross test "
-                          f"compares them directly: use models with the same embedding dimension.")
+    if cross and old.shape[1] != new.shape[1]:
+        new, old = _aligned(new, old, options)
     clock["features"] = time.perf_counter()
     gallery_side = _templates(old, protocol, options, "old" if cross else "new")
     probe_side = _templates(new, protocol, options, "new") if cross else gallery_side
@@ -148,6 +147,26 @@ def _both_sides(options: IjbcOptions, protocol: Protocol, cross: bool) -> tuple[
         features = _model_features(run, protocol, rows, options)
         new, old = (features, old) if which == "new" else (new, features)
     return new, (old if cross else new)
+
+
+def _aligned(new: np.ndarray, old: np.ndarray, options: IjbcOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The cross test's two sides in one dimension, as every other evaluator aligns them: by ``--align``, or
+    (``auto``) by the policy the new model recorded (BT^2: its first d_old dimensions are the old-compatible
+    part). Aligned before pooling, so template features and their normalisation see only those dimensions."""
+    from compat_core.features import align_arrays
+
+    policy = options.align if options.align != "auto" else _recorded_policy(options)
+    return align_arrays(new, old, policy, ("the new", "the old"))
+
+
+def _recorded_policy(options: IjbcOptions) -> str:
+    """The new side's ``dim_policy``: from its run's model.json, or from its feature file."""
+    if options.model:
+        from compat_core.models.run import read_spec
+
+        return str(read_spec(options.model).dim_policy or "")
+    with np.load(options.features, allow_pickle=False) as npz:
+        return str(npz["dim_policy"]) if "dim_policy" in npz.files else ""
 
 
 def _face_rows(protocol: Protocol, side: str) -> np.ndarray:
