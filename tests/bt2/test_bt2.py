@@ -117,6 +117,24 @@ def test_cli_trains_and_the_matrix_compares_on_the_old_dimensions(runs, tmp_path
     assert rows["bt2", "bt2"]["top1"] == pytest.approx(new_new, abs=one_query)
 
 
+@pytest.mark.slow
+def test_a_chain_generation_grows_by_a_with_grow(runs, tmp_path):
+    """Generation 3 against a 24-d BT^2 generation 2: with --grow, 24 + 8 = 32 dims, the first 24 of them
+    old-compatible; without it, d + a = 24 (no extra dimension left); --grow that cannot reach d is refused."""
+    old, new_prime = runs
+    g2, g3, flat = tmp_path / "g2", tmp_path / "g3", tmp_path / "flat"
+    compat("train", "bt2", *TRAIN, "--old", old, "--new-prime", new_prime, "--add-dim", "8", "--out", g2)
+    compat("train", "bt2", *TRAIN, "--old", g2, "--new-prime", new_prime, "--add-dim", "8", "--grow", "--out", g3)
+    compat("train", "bt2", *TRAIN, "--old", g2, "--new-prime", new_prime, "--add-dim", "8", "--out", flat)
+    grown, same = (json.loads((run / "model.json").read_text()) for run in (g3, flat))
+    assert grown["embedding_dim"] == 32 and grown["extra"]["bt2"]["d_old"] == 24 and grown["extra"]["bt2"]["add"] == 16
+    assert same["embedding_dim"] == 24
+    from compat_bt2.methods import extra_dims
+
+    with pytest.raises(CompatError, match="Raise --add-dim to 8"):
+        extra_dims(compat_bt2.config.BT2Config(new_prime="n", add_dim=2, grow=True), d=16, d_old=8)
+
+
 def top1_leave_one_out(query: np.ndarray, gallery: np.ndarray, labels: np.ndarray) -> float:
     """Share of queries whose most cosine-similar gallery item (other than the same image) has their label."""
     q = query / np.linalg.norm(query, axis=1, keepdims=True)

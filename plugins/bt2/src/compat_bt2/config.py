@@ -24,6 +24,9 @@ class BT2Config(MethodConfig):
     lambda3: float = Field(5.0, ge=0, description="Weight of 1 - cos(old(x), bct) (the paper's 5).")
     add_dim: int = Field(32, ge=0, description="a: the extra dimensions of the deployed embedding, d + a (the "
                          "paper's 32); at most the old dimension.")
+    grow: bool = Field(False, description="Count a over the old embedding instead of over d: the deployed size "
+                       "is d_old + a, so in a chain (the old model a BT^2 model of d + a dims) every generation "
+                       "gets a new extra dimensions; the same as the default when d_old = d.")
     scale_c: float = Field(2.0, gt=0, description="C: the new feature enters the basis transformation as C * v "
                            "(the paper's 2); the deployed embedding's norm is sqrt(1 + C^2).")
     old_features: str | None = Field(None, description="Optional .npz of old-model features of the training data, "

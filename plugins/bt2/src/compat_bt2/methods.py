@@ -45,7 +45,7 @@ class BT2(Method):
         self.old_embeddings = OldEmbeddings(old, config.old_features, ctx.data, augment=ctx.config.augment,
                                             method=ctx.method_name)
         d_old = self.old_embeddings.dim
-        spec = bt2_spec(ctx.model_spec(), d=d, d_old=d_old, add=config.add_dim, scale_c=config.scale_c)
+        spec = bt2_spec(ctx.model_spec(), d=d, d_old=d_old, add=extra_dims(config, d, d_old), scale_c=config.scale_c)
         spec.extra["bt2"]["new_prime"] = config.new_prime
         self.model = BT2Model(spec).to(ctx.device)
         labels = torch.as_tensor(np.asarray(ctx.data.labels), dtype=torch.long)
@@ -65,3 +65,20 @@ class BT2(Method):
         cfg = self.config
         total = ce + cfg.lambda2 * influence + cfg.lambda3 * old_cos + cfg.lambda1 * new_cos
         return {"total": total, "ce": ce, "influence": influence, "old_cos": old_cos, "new_cos": new_cos}
+
+
+def extra_dims(config: BT2Config, d: int, d_old: int) -> int:
+    """The model's a (deployed size d + a): ``--add-dim`` itself, or with ``--grow`` what makes the deployed
+    size d_old + ``--add-dim``.
+
+    Example:
+        >>> extra_dims(BT2Config(new_prime="n", grow=True), d=128, d_old=160)  # 128 + 64 = 160 + 32
+        64
+    """
+    if not config.grow:
+        return config.add_dim
+    if d_old + config.add_dim < d:
+        raise CompatError(f"`compat train bt2 --grow`: the old embedding ({d_old} dims) plus --add-dim "
+                          f"{config.add_dim} is smaller than the new feature d = {d}; the deployed embedding "
+                          f"needs at least d dimensions. Raise --add-dim to {d - d_old} or more, or drop --grow.")
+    return d_old - d + config.add_dim
