@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from compat_core.io import write_atomic, write_json, write_text
@@ -83,3 +84,21 @@ def test_corrupt_truncated_or_mismatched_weights_are_one_message(tmp_path):
     weights.write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
     with pytest.raises(CompatError, match="of shape .* describes"):
         load_model(tmp_path / "run")
+
+
+def test_writability_probes_of_two_processes_do_not_collide(tmp_path, monkeypatch):
+    """Each probe has a name of its own: one process removing its probe never removes another's."""
+    import compat_core.io as io
+
+    names = []
+    real_write = Path.write_bytes
+
+    def record(self, data):
+        names.append(self.name)
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", record)
+    io.check_writable_folder(tmp_path, "--out")
+    io.check_writable_folder(tmp_path, "--out")
+    assert len(names) == 2 and names[0] != names[1]
+    assert not list(tmp_path.iterdir())  # nothing left behind

@@ -211,10 +211,13 @@ def check_writable_folder(path: str | os.PathLike, flag: str) -> Path:
 def _probe(folder: Path, name: str, flag: str, path) -> None:
     """Create and remove an empty file in ``folder``; a CompatError naming ``flag path`` when that fails."""
     import errno
+    import uuid
 
     from compat_core.errors import CompatError
 
-    probe = folder / f".{name}.write-test"
+    # a name of this process alone: two processes checking one folder (two `compat study run --only`
+    # into one --out) must not remove each other's probe
+    probe = folder / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.write-test"
     try:
         probe.write_bytes(b"")
         probe.unlink()

@@ -69,13 +69,13 @@ def check_study_dir(spec: StudySpec, study_dir: str | Path, *, resume: bool) -> 
     elif root.is_dir() and any(root.iterdir()):
         raise CompatError(f"--out {root} already exists and holds other files, not a study. Choose a new or "
                           f"empty folder.")
+    from compat_core.io import check_writable_folder
+
+    check_writable_folder(root, "--out")  # a probe of this process alone: two --only processes may share DIR
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".write-test"
-        probe.write_text("")
-        probe.unlink()
     except OSError as exc:
-        raise CompatError(f"--out {root} is not writable ({exc.strerror}). Choose a folder you can write.") from None
+        raise CompatError(f"--out {root} cannot be created ({exc.strerror}). Choose a folder you can write.") from None
 
 
 def _read_state(path: Path) -> dict[str, Any]:
