@@ -63,7 +63,7 @@ def test_help_lists_the_contract_flags(capsys):
     assert code == 0
     for flag in ("--root", "--target", "--model", "--features", "--old-model", "--old-features", "-N", "--one-to-n",
                  "--no-flip", "--no-detector-score", "--normalize-image-features", "--batch-size", "--workers",
-                 "--json"):
+                 "--align", "--json"):
         assert flag in out, flag
 
 
