@@ -57,3 +57,42 @@ def test_a_file_outside_the_tolerance_is_not_written(runs, tmp_path):
                       "is not a compat run directory")
     assert_user_error(compat("export", runs / "bct", "--out", tmp_path / "z.onnx", "--format", "tflite",
                              check=False), "--format tflite")
+
+
+class _Branchy(torch.nn.Module):
+    """Python control flow on a tensor's value: neither torch.export nor a trace can keep it."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return -x
+
+
+class _Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+        self.gate = _Branchy()
+
+    def forward(self, x):
+        return self.gate(self.lin(x))
+
+
+def test_a_model_that_cannot_be_exported_names_the_module_at_fault(tmp_path):
+    from compat_core.errors import CompatError
+    from compat_core.export import _write_onnx, failing_module
+
+    class Wrapper(torch.nn.Module):  # as export_model wraps a run's model: the model is `inner`
+        def __init__(self):
+            super().__init__()
+            self.inner = torch.nn.Sequential(torch.nn.Linear(4, 4), _Block())
+
+        def forward(self, x):
+            return self.inner(x)
+
+    module, args = Wrapper().eval(), (torch.ones(3, 4),)
+    with pytest.raises(CompatError, match=r"in module 1\.gate \(_Branchy\).*try --format torchscript"):
+        _write_onnx(module, args, tmp_path / "m.onnx", {}, opset=18, dynamic_batch=False, names=(["x"], "y"))
+    assert not (tmp_path / "m.onnx").exists()
+    # a failure in the model's own forward (no child fails alone) names the model itself
+    assert failing_module(_Branchy(), args, lambda sub, inputs: 1 / 0) == ", in module the model itself (_Branchy)"

@@ -192,9 +192,12 @@ def _write_onnx(module, args: tuple, path: Path, info: dict[str, str], *, opset:
     try:
         program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=shapes, opset_version=opset,
                                     input_names=names[0], output_names=[names[1]], verbose=False)
-    except Exception as exc:  # the exporter's own errors name the module and operator it could not trace
-        raise CompatError(f"torch could not export the model to ONNX: {_first_line(exc)}. The method's model "
-                          f"holds an operation the exporter does not support; try --format torchscript.") from None
+    except Exception as exc:
+        culprit = failing_module(module, args, lambda sub, inputs: torch.onnx.export(sub, inputs, dynamo=True,
+                                                                                     verbose=False))
+        raise CompatError(f"torch could not export the model to ONNX ({_first_line(exc)}){culprit}. The method's "
+                          f"model holds an operation the exporter does not support; try --format torchscript, or "
+                          f"change that module.") from None
     program.save(str(path))
     proto = onnx.load(str(path))
     for key, value in info.items():
@@ -220,8 +223,59 @@ def _write_torchscript(module, args: tuple, path: Path, info: dict[str, str], **
     try:
         traced = torch.jit.trace(module, args, check_trace=False)
     except Exception as exc:
-        raise CompatError(f"torch could not trace the model: {_first_line(exc)}. Try --format onnx.") from None
+        culprit = failing_module(module, args, lambda sub, inputs: torch.jit.trace(sub, inputs, check_trace=False))
+        raise CompatError(f"torch could not trace the model ({_first_line(exc)}){culprit}. Try --format onnx, or "
+                          f"change that module.") from None
     torch.jit.save(traced, str(path), _extra_files={"compat.json": json.dumps(info)})
+
+
+def failing_module(module, args: tuple, attempt) -> str:
+    """``", in module NAME (Type)"``: the smallest submodule that ``attempt(submodule, its inputs)`` fails on,
+    found from the top down (a child that fails alone is searched further; a module none of whose children
+    fails is the culprit), with the inputs each submodule received in one forward pass; ``""`` when even
+    that pass fails. Names are relative to the run's model.
+
+    Example:
+        >>> failing_module(model, (images,), lambda sub, inputs: torch.jit.trace(sub, inputs))  # doctest: +SKIP
+        ', in module backbone.blocks.1 (BranchyBlock)'
+    """
+    import torch
+
+    calls: dict[str, tuple] = {}
+
+    def recorder(name: str):
+        def record(_module, inputs, _output) -> None:  # returns None: a hook's return value replaces the output
+            calls.setdefault(name, inputs)
+        return record
+
+    hooks = [sub.register_forward_hook(recorder(name)) for name, sub in module.named_modules() if name]
+    try:
+        with torch.no_grad():
+            module(*args)
+    except Exception:
+        return ""
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    def fails(sub, inputs) -> bool:
+        try:
+            with torch.no_grad():
+                attempt(sub, inputs)
+        except Exception:
+            return True
+        return False
+
+    name, current, descended = "", module, True
+    while descended:
+        descended = False
+        for child, sub in current.named_children():
+            full = f"{name}.{child}" if name else child
+            if full in calls and fails(sub, calls[full]):
+                name, current, descended = full, sub, True
+                break
+    shown = name.removeprefix("inner.").removeprefix("inner")  # the export wrapper's own attribute
+    return f", in module {shown or 'the model itself'} ({type(current).__name__})"
 
 
 def _run_torchscript(path: Path, args: tuple) -> np.ndarray:
