@@ -60,7 +60,7 @@ def test_a_file_outside_the_tolerance_is_not_written(runs, tmp_path):
 
 
 class _Branchy(torch.nn.Module):
-    """Python control flow on a tensor's value: neither torch.export nor a trace can keep it."""
+    """Python control flow on a tensor's value: torch.export refuses it (a trace would keep one branch)."""
 
     def forward(self, x):
         if x.sum() > 0:

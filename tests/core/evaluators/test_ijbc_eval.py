@@ -124,6 +124,9 @@ def test_cross_with_different_dimensions_aligns_as_recorded_or_asked(folder):
                                old_features=old))
     assert metrics(evaluate(fixture, features=new40, old_features=old, align="truncate")) == by_hand
     assert metrics(evaluate(fixture, features=str(recorded), old_features=old)) == by_hand
+    old_recorded = root / "old32-truncate.npz"  # the policy on the old side only, as align_dims reads it
+    np.savez(old_recorded, features=features, dim_policy=np.array("truncate"))
+    assert metrics(evaluate(fixture, features=new40, old_features=str(old_recorded))) == by_hand
     padded = str(write_features(root / "old40.npz", np.pad(features, ((0, 0), (0, 8)))))
     assert (metrics(evaluate(fixture, features=new40, old_features=old, align="zero-pad"))
             == metrics(evaluate(fixture, features=new40, old_features=padded)))

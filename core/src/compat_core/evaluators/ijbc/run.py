@@ -150,22 +150,26 @@ def _both_sides(options: IjbcOptions, protocol: Protocol, cross: bool) -> tuple[
 
 
 def _aligned(new: np.ndarray, old: np.ndarray, options: IjbcOptions) -> tuple[np.ndarray, np.ndarray]:
-    """The cross test's two sides in one dimension, as every other evaluator aligns them: by ``--align``, or
-    (``auto``) by the policy the new model recorded (BT^2: its first d_old dimensions are the old-compatible
-    part). Aligned before pooling, so template features and their normalisation see only those dimensions."""
+    """The cross test's two sides in one dimension, as every other evaluator aligns them
+    (:func:`compat_core.features.align_dims`): by ``--align``, or (``auto``) by the policy the new side
+    recorded, else the old side's (BT^2: its first d_old dimensions are the old-compatible part). Aligned
+    before pooling, so template features and their normalisation see only those dimensions."""
     from compat_core.features import align_arrays
 
-    policy = options.align if options.align != "auto" else _recorded_policy(options)
+    policy = options.align
+    if policy == "auto":
+        policy = (_recorded_policy(options.model, options.features)
+                  or _recorded_policy(options.old_model, options.old_features))
     return align_arrays(new, old, policy, ("the new", "the old"))
 
 
-def _recorded_policy(options: IjbcOptions) -> str:
-    """The new side's ``dim_policy``: from its run's model.json, or from its feature file."""
-    if options.model:
+def _recorded_policy(run: str | None, features: str | None) -> str:
+    """One side's ``dim_policy``: from its run's model.json, or from its feature file ("" when none)."""
+    if run:
         from compat_core.models.run import read_spec
 
-        return str(read_spec(options.model).dim_policy or "")
-    with np.load(options.features, allow_pickle=False) as npz:
+        return str(read_spec(run).dim_policy or "")
+    with np.load(features, allow_pickle=False) as npz:
         return str(npz["dim_policy"]) if "dim_policy" in npz.files else ""
 
 
