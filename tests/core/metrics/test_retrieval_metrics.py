@@ -318,6 +318,8 @@ def test_result_types_and_topk_keys():
         (dict(query_labels=[0, 1]), "query_labels must have shape"),
         (dict(gallery_labels=np.zeros(5)), "gallery_labels must be integers"),
         (dict(query=torch.tensor([[0.0, float("nan")]] * 3)), "NaN or infinite"),
+        (dict(query=torch.tensor([[0.0, 1e300]] * 3, dtype=torch.float64)), "beyond float32's range"),
+        (dict(query=torch.full((3, 2), 3e19), metric="l2"), "could overflow float32"),
         (dict(topk=(0,)), "topk must be positive"),
         (dict(chunk_size=0), "chunk_size must be"),
         (dict(exclude_self=True), "exclude_self needs as many"),
