@@ -90,7 +90,7 @@ def _positives_and_table(row, a, b, own, cells_per_positive, table, pos):
         wide = m / (np.float64(hi) - np.float64(lo))
         scale = np.float32(wide) if wide < 3e38 else np.float32(0.0)  # 0: one cell, the loop path
     # Counting sort by cell, descending: table[c + 1] counts cell c, then becomes where its positives
-    # start, then (each placed positive moving it on) where the next lower cell's start, which is
+    # start, then (each placed positive moving it on) where the next lower cell's positives start, which is
     # exactly "positives in cells above c - 1": the lookup value, at c - 1's slot c + 1.
     table[: m + 3] = 0
     for j0, j1 in ((a0, a1), (b0, b1)):
