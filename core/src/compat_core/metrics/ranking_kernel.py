@@ -189,11 +189,8 @@ def _rank_row(row, a, b, own, cells_per_positive, table, pos, hist, slots):
 
 @njit(cache=True, nogil=True)
 def _rank_block(scores, start, count, skip, cells_per_positive, precision_sum, negatives_before, n_pos,
-                r0, r1, table):
-    """Rows ``[r0, r1)``, sharing one set of buffers (``table`` is sized for their largest count)."""
-    most = 0
-    for r in range(r0, r1):
-        most = max(most, count[r])
+                r0, r1, most, table):
+    """Rows ``[r0, r1)``, sharing one set of buffers sized for ``most``, their largest count."""
     pos = np.empty(most + 2, np.float32)
     hist = np.empty(most + 1, np.int32)
     slots = np.empty(BLOCK, np.int32)
@@ -208,7 +205,7 @@ def rank_rows(scores, start, count, skip, cells_per_positive, precision_sum, neg
     ``skip[r]`` (the query itself, or -1; it is no item at all): write the sum over positives of
     #(positives >= s_p) / #(items >= s_p), the number of negatives scoring at least the best positive
     (G when there is no positive) and the number of positives."""
-    blocks = min(len(scores), 4 * numba.get_num_threads())  # a few per thread: balance, few allocations
+    blocks = min(len(scores), 4 * numba.get_num_threads())  # buffers are allocated once per block of rows
     _rank_rows(scores, start, count, skip, cells_per_positive, precision_sum, negatives_before, n_pos,
                max(blocks, 1))
 
@@ -224,10 +221,10 @@ def _rank_rows(scores, start, count, skip, cells_per_positive, precision_sum, ne
         size = max(1, int(cells_per_positive * most)) + 3
         if most < INT16_TABLE_BELOW:
             _rank_block(scores, start, count, skip, cells_per_positive, precision_sum, negatives_before,
-                        n_pos, r0, r1, np.empty(size, np.int16))
+                        n_pos, r0, r1, most, np.empty(size, np.int16))
         else:
             _rank_block(scores, start, count, skip, cells_per_positive, precision_sum, negatives_before,
-                        n_pos, r0, r1, np.empty(size, np.int32))
+                        n_pos, r0, r1, most, np.empty(size, np.int32))
 
 
 def set_threads(threads: int) -> None:
