@@ -160,3 +160,11 @@ def test_digits_runs_report_old_and_new_classes(tmp_path):
     assert entry["gain_reference"] == "new" and result["reference"]["run"] == str(new)
     top1 = entry["top1"]
     assert top1["gain"] == update_gain(top1["new_old"], top1["old_old"], result["reference"]["top1"])
+
+
+def test_l2_scores_beyond_float32_are_a_user_error(tmp_path):
+    # Finite features whose squared distances float32 cannot hold: one paragraph, not a traceback.
+    full = angle_set(OLD, data="")
+    huge = save(tmp_path / "huge.npz", FeatureSet(full.features * np.float32(3e19), full.labels, full.index))
+    proc = compat("eval", "retrieval", "--query", huge, "--gallery", huge, "--metric", "l2", check=False)
+    assert_user_error(proc, "could overflow float32", "use the cosine metric")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from compat_core.errors import CompatError
 from compat_core.progress import track
 
 METRICS = ("cosine", "l2")
@@ -43,6 +44,11 @@ MEMORY_BUDGET_BYTES = 2**30
 #: a negative with (a cell holding more than two takes a loop), but a bigger table. 6 was the fastest
 #: of 3, 4, 6 and 8 at 100,000 columns with 10, 100 and 1,000 classes (bench/retrieval.py's data).
 CELLS_PER_POSITIVE = 6.0
+
+
+class FeatureRangeError(CompatError, ValueError):
+    """Finite features whose float32 scores would not be: a ValueError for library callers, and bad input
+    that the CLI reports in one paragraph (exit code 2) when it comes from a user's feature file."""
 
 
 def retrieval_metrics(
@@ -74,8 +80,9 @@ def retrieval_metrics(
         the queries that have at least one positive; one ``"top{k}"`` key per entry of ``topk``.
 
     Raises:
-        ValueError: bad shapes, labels, metric, ``topk`` or ``chunk_size``, non-finite features,
-            ``exclude_self`` with Q != G, or no query with a positive in the gallery.
+        ValueError: bad shapes, labels, metric, ``topk`` or ``chunk_size``, ``exclude_self`` with Q != G,
+            or no query with a positive in the gallery; :class:`FeatureRangeError` (a ValueError and a
+            CompatError) for non-finite features and l2 scores that could overflow float32.
 
     Example:
         >>> q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -145,7 +152,8 @@ def _check_features(query, gallery, metric: str) -> tuple[torch.Tensor, torch.Te
         # float32 on purpose: the matrix product dominates the cost and float32 is what models emit.
         x = x.float()
         if not torch.isfinite(x).all():
-            raise ValueError(f"{name} has NaN or infinite features (or values beyond float32's range)")
+            raise FeatureRangeError(f"{name} has NaN or infinite features (or values beyond float32's range); "
+                                    "check the model that made them, or rescale them")
         checked.append(x)
     query, gallery = checked
     if query.shape[1] != gallery.shape[1]:
@@ -157,9 +165,9 @@ def _check_features(query, gallery, metric: str) -> tuple[torch.Tensor, torch.Te
         # would be inf or NaN, which no ranking survives (aminmax: no copy of a large gallery).
         q_max, g_max = (float(max(-low, high)) for low, high in (torch.aminmax(query), torch.aminmax(gallery)))
         if not query.shape[1] * (q_max + g_max) ** 2 < float(torch.finfo(torch.float32).max):
-            raise ValueError(f"l2 scores of features this large (coordinates up to {q_max:.3g} in the query "
-                             f"and {g_max:.3g} in the gallery) could overflow float32; rescale the features, "
-                             "or use the cosine metric")
+            raise FeatureRangeError(f"l2 scores of features this large (coordinates up to {q_max:.3g} in the "
+                                    f"query and {g_max:.3g} in the gallery) could overflow float32; rescale "
+                                    "the features, or use the cosine metric")
     return query, gallery
 
 
